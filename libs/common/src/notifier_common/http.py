@@ -1,0 +1,43 @@
+"""Small HTTP helpers: one shared httpx.AsyncClient per process, with sane limits."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def create_http_client(
+    *,
+    base_url: str = "",
+    timeout: float = 5.0,
+    max_connections: int = 100,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        headers=headers,
+    )
+
+
+def is_transient_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def retry_after_seconds(response: httpx.Response, default: float | None = None) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from datetime import UTC, datetime
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return default
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())

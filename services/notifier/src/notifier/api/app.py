@@ -1,0 +1,71 @@
+"""The notifier-api FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from arq.connections import RedisSettings, create_pool
+from fastapi import FastAPI, Request
+from notifier_common.db import create_engine, create_sessionmaker
+from notifier_common.errors import install_error_handlers
+from notifier_common.logging import configure_logging
+from notifier_common.ops import (
+    Check,
+    install_metrics_middleware,
+    ops_router,
+    postgres_check,
+    redis_check,
+)
+
+from notifier.events.endpoints import router as events_router
+from notifier.settings import NotifierSettings, get_settings
+
+DESCRIPTION = """
+Event-driven letters: producers publish typed events; the notifier decides which letters they
+trigger, schedules or sends them through the delivery gateway, and cancels pending ones when the
+reason goes away.
+
+Authenticate with `Authorization: Bearer <token>`; create tokens with
+`notifier token create --name NAME --scope SCOPE`. Errors are `application/problem+json`.
+"""
+
+
+def _checks(request: Request) -> dict[str, Check]:
+    return {
+        "postgres": postgres_check(request.app.state.engine),
+        "redis": redis_check(request.app.state.redis),
+    }
+
+
+def create_app(settings: NotifierSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(level=settings.log_level, json=settings.json_logs)
+        app.state.settings = settings
+        app.state.engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, app_name="notifier-api"
+        )
+        app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        app.state.redis = await create_pool(
+            RedisSettings.from_dsn(settings.redis_url), default_queue_name=settings.queue_name
+        )
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="notifier",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    install_metrics_middleware(app, "notifier-api")
+    app.include_router(ops_router(_checks))
+    app.include_router(events_router)
+    return app

@@ -1,0 +1,36 @@
+"""The seam between event intake and the letter engine.
+
+``handle_event`` stores the event, then hands it to an :class:`EventProcessor`. The letter engine
+implements the processor; it may raise :class:`PermanentEventError` (the event ends ``failed``
+with the reason) or :class:`TransientEventError` (the job is retried with backoff), and returns
+callables to run after the transaction committed (immediate sends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from notifier_common.events import AnyEvent
+from sqlalchemy.ext.asyncio import AsyncSession
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+class PermanentEventError(Exception):
+    """Processing can never succeed (e.g. the upstream says the client does not exist)."""
+
+
+class TransientEventError(Exception):
+    """Processing may succeed later (upstream timeout, 5xx)."""
+
+
+class EventProcessor(Protocol):
+    async def process(self, session: AsyncSession, event: AnyEvent) -> Sequence[AfterCommit]: ...
+
+
+class NoLetters:
+    """Processor that stores events and triggers nothing."""
+
+    async def process(self, session: AsyncSession, event: AnyEvent) -> Sequence[AfterCommit]:
+        return ()

@@ -1,0 +1,105 @@
+"""Decisions about events: validate, reject, store once, process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+from notifier_common.db import session_scope
+from notifier_common.events import AnyEvent, describe_errors, parse_event
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from notifier.events import repository
+from notifier.events.processing import (
+    EventProcessor,
+    PermanentEventError,
+)
+from notifier.metrics import EVENTS_HANDLED
+from notifier.models import EventStatus
+
+log = structlog.stdlib.get_logger("notifier.events")
+
+REJECT_NAMESPACE = uuid.UUID("5d3c7c1e-2f55-4f4e-9d0b-6a1d2b9d7c11")
+
+Outcome = Literal["processed", "duplicate", "rejected", "failed"]
+
+
+def reject_id_for(body: Any) -> uuid.UUID:
+    """Deterministic id of a rejected body: the same bad body is stored once."""
+    canonical = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+    return uuid.uuid5(REJECT_NAMESPACE, hashlib.sha256(canonical.encode()).hexdigest())
+
+
+@dataclass(frozen=True)
+class Validated:
+    event: AnyEvent | None
+    errors: list[dict[str, str]] | None
+
+
+def validate(body: Any) -> Validated:
+    try:
+        return Validated(parse_event(body), None)
+    except ValidationError as exc:
+        return Validated(None, describe_errors(exc))
+
+
+async def reject(
+    session: AsyncSession, body: Any, errors: list[dict[str, str]], *, source: str
+) -> uuid.UUID:
+    reject_id = reject_id_for(body)
+    await repository.insert_rejected(
+        session, reject_id=reject_id, body=body, errors=errors, source=source
+    )
+    EVENTS_HANDLED.labels(source, "rejected").inc()
+    log.warning("events.rejected", reject_id=str(reject_id), source=source, errors=errors)
+    return reject_id
+
+
+async def handle_event(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    processor: EventProcessor,
+    body: Any,
+    *,
+    source: str = "queue",
+) -> Outcome:
+    """Store the event once and process it. Transient errors propagate to the caller (retry)."""
+    checked = validate(body)
+    if checked.event is None:
+        async with session_scope(sessionmaker) as session:
+            await reject(session, body, checked.errors or [], source=source)
+        return "rejected"
+    event = checked.event
+    bound = log.bind(event_id=str(event.id), event_type=event.type)
+    try:
+        async with session_scope(sessionmaker) as session:
+            fresh = await repository.insert_received(session, event, source=source)
+            if not fresh:
+                stored = await repository.get(session, event.id)
+                if stored is not None and stored.status != EventStatus.processing:
+                    bound.info("events.duplicate", status=stored.status.value)
+                    EVENTS_HANDLED.labels(source, "duplicate").inc()
+                    return "duplicate"
+            after_commit = await processor.process(session, event)
+            await repository.mark(session, event.id, EventStatus.processed)
+    except PermanentEventError as exc:
+        async with session_scope(sessionmaker) as session:
+            await repository.insert_received(session, event, source=source)
+            await repository.mark(
+                session, event.id, EventStatus.failed, error={"message": str(exc)}
+            )
+        bound.warning("events.failed", reason=str(exc))
+        EVENTS_HANDLED.labels(source, "failed").inc()
+        return "failed"
+    for action in after_commit:
+        try:
+            await action()
+        except Exception:  # the outbox row is committed: the drain will deliver it
+            bound.exception("events.after_commit_failed")
+    EVENTS_HANDLED.labels(source, "processed").inc()
+    bound.info("events.processed")
+    return "processed"

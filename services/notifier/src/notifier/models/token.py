@@ -1,0 +1,7 @@
+from notifier_common.auth import TokenMixin
+
+from notifier.models.base import Base
+
+
+class ApiToken(TokenMixin, Base):
+    __tablename__ = "api_tokens"

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from functools import lru_cache
+
+from notifier_common.publisher import DEFAULT_QUEUE
+from notifier_common.settings import DEFAULT_SECRET, ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class NotifierSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", env_file=".env", extra="ignore")
+
+    api_host: str = Field("127.0.0.1", description="notifier-api bind host.")
+    api_port: int = Field(8000, description="notifier-api port.")
+    queue_name: str = Field(DEFAULT_QUEUE, description="arq queue the events are enqueued on.")
+    max_batch_events: int = Field(1000, ge=1, description="Most events in one POST /v1/events.")
+    max_body_bytes: int = Field(
+        5_000_000, ge=1024, description="Largest request body accepted by POST /v1/events (413)."
+    )
+    worker_max_jobs: int = Field(200, ge=1, description="arq max_jobs per worker process.")
+    worker_poll_delay: float = Field(0.05, gt=0, description="arq poll delay in seconds.")
+    worker_job_timeout: int = Field(120, ge=1, description="Seconds before arq cancels a job.")
+    worker_max_tries: int = Field(8, ge=1, description="arq max tries for handle_event.")
+    worker_metrics_port: int = Field(
+        9101, description="Port of the worker's Prometheus /metrics (0 disables)."
+    )
+    gateway_url: str = Field("http://127.0.0.1:8001", description="Delivery gateway base URL.")
+    gateway_token: str = Field(
+        DEFAULT_SECRET, description="Bearer token the notifier uses at the gateway."
+    )
+    clients_service_url: str = Field(
+        "http://127.0.0.1:8002", description="Upstream 'clients' service base URL."
+    )
+    billing_service_url: str = Field(
+        "http://127.0.0.1:8002", description="Upstream 'billing' service base URL."
+    )
+    upstream_timeout: float = Field(5.0, gt=0, description="Timeout of upstream HTTP calls (s).")
+
+    def _secrets(self) -> dict[str, str]:
+        return {"secret_key": self.secret_key, "gateway_token": self.gateway_token}
+
+
+@lru_cache
+def get_settings() -> NotifierSettings:
+    return NotifierSettings()

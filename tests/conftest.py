@@ -1,0 +1,147 @@
+"""Shared fixtures: real PostgreSQL (a fresh database per test, cloned from a migrated template)
+and real Redis (a flushed db per xdist worker). Nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from notifier.settings import NotifierSettings
+from notifier_common.db import create_engine, create_sessionmaker
+from notifier_common.devservices import Services, ensure_services, to_libpq, with_database
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    found = ensure_services(
+        database_url=os.environ.get(
+            "NOTIFIER_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+        ),
+        redis_url=os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        data_dir=ROOT / ".local" / "test",
+        create_db=False,
+    )
+    return found
+
+
+def _worker_index(request: pytest.FixtureRequest) -> int:
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+async def _admin_execute(services: Services, *statements: str) -> None:
+    conn = await asyncpg.connect(services.admin_dsn)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_database(services: Services, request: pytest.FixtureRequest) -> str:
+    """A database migrated with alembic once per xdist worker; tests clone it."""
+    from notifier.migrate import upgrade
+
+    name = f"ntf_tpl_{_worker_index(request)}_{os.getpid()}"
+    asyncio.run(
+        _admin_execute(
+            services, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+        )
+    )
+    upgrade(with_database(services.database_url, name))
+    yield name
+    asyncio.run(_admin_execute(services, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def database_url(services: Services, template_database: str) -> AsyncIterator[str]:
+    name = f"ntf_t_{uuid.uuid4().hex[:12]}"
+    await _admin_execute(
+        services, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}" STRATEGY FILE_COPY'
+    )
+    yield with_database(services.database_url, name)
+    await _admin_execute(services, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def redis_url(services: Services, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    db = 1 + _worker_index(request)
+    url = with_database(services.redis_url, str(db))
+    client = Redis.from_url(url)
+    await client.flushdb()
+    await client.aclose()
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> NotifierSettings:
+    return NotifierSettings(
+        env="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        worker_metrics_port=0,
+        worker_poll_delay=0.01,
+        queue_name="notifier:test",
+        gateway_url="http://gateway.test",
+        gateway_token="test-gateway-token",
+        clients_service_url="http://upstream.test",
+        billing_service_url="http://upstream.test",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(database_url, pool_size=5)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def app(settings: NotifierSettings) -> AsyncIterator[object]:
+    from notifier.api.app import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://notifier.test") as c:
+        yield c
+
+
+TokenFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def make_token(database_url: str) -> TokenFactory:
+    from notifier.auth.tokens import create_token
+
+    async def make(*scopes: str, name: str = "test") -> str:
+        return await create_token(database_url, name=name, scopes=scopes)
+
+    return make
+
+
+@pytest.fixture
+def libpq_url(database_url: str) -> str:
+    return to_libpq(database_url)

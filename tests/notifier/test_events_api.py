@@ -1,0 +1,156 @@
+import uuid
+
+import httpx
+import pytest
+from notifier.models import Event, EventStatus
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.conftest import TokenFactory
+from tests.factories import event_body
+
+
+@pytest.fixture
+async def writer(make_token: TokenFactory) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await make_token('events:write', 'letters:read')}"}
+
+
+async def count(sm: async_sessionmaker[AsyncSession], **where: object) -> int:
+    async with sm() as s:
+        stmt = select(func.count()).select_from(Event).filter_by(**where)
+        return int((await s.execute(stmt)).scalar_one())
+
+
+class TestAuth:
+    async def test_missing_token_is_401_problem(self, client: httpx.AsyncClient) -> None:
+        r = await client.post("/v1/events", json=event_body())
+        assert r.status_code == 401
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["title"] == "Unauthorized"
+
+    async def test_unknown_token_is_401(self, client: httpx.AsyncClient) -> None:
+        r = await client.post(
+            "/v1/events", json=event_body(), headers={"Authorization": "Bearer ntf_nope"}
+        )
+        assert r.status_code == 401
+
+    async def test_wrong_scope_is_403(
+        self, client: httpx.AsyncClient, make_token: TokenFactory
+    ) -> None:
+        token = await make_token("letters:read")
+        r = await client.post(
+            "/v1/events", json=event_body(), headers={"Authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 403
+        assert "events:write" in r.json()["detail"]
+
+
+class TestIntake:
+    async def test_valid_event_is_queued(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        body = event_body()
+        r = await client.post("/v1/events", json=body, headers=writer)
+        assert r.status_code == 202
+        assert r.json()["results"] == [
+            {"index": 0, "id": body["id"], "status": "queued", "errors": None}
+        ]
+        shown = await client.get(f"/v1/events/{body['id']}", headers=writer)
+        assert shown.json()["status"] == "queued"
+
+    async def test_same_event_twice_is_reported_duplicate(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        body = event_body()
+        await client.post("/v1/events", json=body, headers=writer)
+        r = await client.post("/v1/events", json=body, headers=writer)
+        assert r.json()["results"][0]["status"] == "duplicate"
+
+    async def test_single_invalid_event_is_422_and_stored_rejected(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        body = event_body(payload={"old_balance": "x"})
+        r = await client.post("/v1/events", json=body, headers=writer)
+        assert r.status_code == 422
+        locs = {e["loc"] for e in r.json()["errors"]}
+        assert locs == {"payload.old_balance", "payload.new_balance"}
+        assert await count(sessionmaker, status=EventStatus.rejected) == 1
+        listed = await client.get("/v1/events", params={"status": "rejected"}, headers=writer)
+        assert listed.json()["items"][0]["body"]["id"] == body["id"]
+
+    async def test_batch_mixes_valid_and_invalid_items(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        good, bad = event_body(), event_body("client.teleported")
+        r = await client.post("/v1/events", json={"events": [good, bad, good]}, headers=writer)
+        assert r.status_code == 202
+        data = r.json()
+        assert (data["accepted"], data["duplicates"], data["rejected"]) == (1, 1, 1)
+        assert [x["status"] for x in data["results"]] == ["queued", "rejected", "duplicate"]
+        assert data["results"][1]["errors"][0]["loc"] == "type"
+        assert await count(sessionmaker, status=EventStatus.rejected) == 1
+
+    async def test_batch_over_the_limit_is_413(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        r = await client.post("/v1/events", json={"events": [event_body()] * 1001}, headers=writer)
+        assert r.status_code == 413
+
+    async def test_oversize_body_is_413(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        r = await client.post("/v1/events", content=b"x" * 5_000_001, headers=writer)
+        assert r.status_code == 413
+        assert r.headers["content-type"] == "application/problem+json"
+
+    async def test_non_json_body_is_422(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        r = await client.post("/v1/events", content=b"{nope", headers=writer)
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["type"] == "json_invalid"
+
+    async def test_empty_batch_is_422(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        r = await client.post("/v1/events", json={"events": []}, headers=writer)
+        assert r.status_code == 422
+
+
+class TestReading:
+    async def test_unknown_event_is_404(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        r = await client.get(f"/v1/events/{uuid.uuid4()}", headers=writer)
+        assert r.status_code == 404
+
+    async def test_event_types_publish_json_schemas(self, client: httpx.AsyncClient) -> None:
+        r = await client.get("/v1/event-types")
+        types = {t["type"]: t for t in r.json()}
+        assert "client.balance_changed" in types
+        assert types["contract.created"]["schema"]["properties"]["payload"]
+
+    async def test_bad_cursor_is_422(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        r = await client.get("/v1/events", params={"cursor": "!!"}, headers=writer)
+        assert r.status_code == 422
+
+
+class TestOps:
+    async def test_healthz_and_readyz(self, client: httpx.AsyncClient) -> None:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+
+    async def test_metrics_are_prometheus_text(self, client: httpx.AsyncClient) -> None:
+        await client.get("/healthz")
+        r = await client.get("/metrics")
+        assert "http_requests_total" in r.text
