@@ -8,7 +8,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from notifier_common.errors import PayloadTooLarge, Unprocessable
 from notifier_common.events import Envelope
-from notifier_common.publisher import publish
+from notifier_common.publisher import publish_many
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.events import service
@@ -60,11 +60,10 @@ async def accept(
             valid.append((index, checked.event))
     # rejected rows are committed by the caller's transaction; the valid ones go to the queue
     await session.commit()
-    for index, event in valid:
-        fresh = await publish(redis, event, queue_name=queue_name)
-        results.append(
-            ItemResult(index=index, id=event.id, status="queued" if fresh else "duplicate")
-        )
+    fresh = await publish_many(redis, [event for _, event in valid], queue_name=queue_name)
+    for (index, event), new in zip(valid, fresh, strict=True):
+        status = "queued" if new else "duplicate"
+        results.append(ItemResult(index=index, id=event.id, status=status))
     results.sort(key=lambda r: r.index)
     accepted = sum(r.status == "queued" for r in results)
     EVENTS_ENQUEUED.inc(accepted)
