@@ -19,6 +19,7 @@ from notifier_common.ops import (
 )
 
 from notifier.events.endpoints import router as events_router
+from notifier.operator.endpoints import router as operator_router
 from notifier.settings import NotifierSettings, get_settings
 
 DESCRIPTION = """
@@ -68,4 +69,5 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     install_metrics_middleware(app, "notifier-api")
     app.include_router(ops_router(_checks))
     app.include_router(events_router)
+    app.include_router(operator_router)
     return app

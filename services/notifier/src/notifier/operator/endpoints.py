@@ -1,0 +1,146 @@
+"""Thin routes of the operator API: letters history, timeline and actions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query
+from notifier_common.errors import problem_responses
+from pydantic import AwareDatetime
+
+from notifier.api.deps import LettersReader, LettersWriter, Session
+from notifier.models import LetterOrigin, LetterStatus
+from notifier.operator import service
+from notifier.operator.repository import LetterQuery
+from notifier.operator.schemas import (
+    CancelRequest,
+    LetterDetail,
+    LetterOut,
+    LetterPage,
+    RetryRequest,
+    RetryResult,
+)
+
+router = APIRouter(prefix="/v1", tags=["letters"])
+
+NO_NUL = r"^[^\x00]+$"
+LetterId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Letter id.", examples=[1042])]
+Text = Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_NUL)]
+Since = Annotated[AwareDatetime | None, Query(description="Inclusive lower bound (with tz).")]
+Until = Annotated[AwareDatetime | None, Query(description="Exclusive upper bound (with tz).")]
+
+
+@router.get(
+    "/letters",
+    response_model=LetterPage,
+    summary="Letter history with filters",
+    description=(
+        "Newest first (`created_at`, then `id`, descending), keyset-paginated: pass "
+        "`next_cursor` back as `cursor`. Time ranges are half-open `[from, to)`; `status` may "
+        'repeat (`?status=failed&status=expired`). Answers "what did client X get, and when?"'
+    ),
+    responses=problem_responses(),
+)
+async def list_letters(
+    session: Session,
+    _: LettersReader,
+    client_id: Text = None,
+    letter: Text = None,
+    status: Annotated[list[LetterStatus] | None, Query(description="Repeatable.")] = None,
+    channel: Text = None,
+    origin: LetterOrigin | None = None,
+    event_id: uuid.UUID | None = None,
+    created_from: Since = None,
+    created_to: Until = None,
+    send_from: Since = None,
+    send_to: Until = None,
+    sent_from: Since = None,
+    sent_to: Until = None,
+    cursor: Annotated[str | None, Query(max_length=500, pattern=NO_NUL)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> LetterPage:
+    query = LetterQuery(
+        client_id=client_id,
+        letter=letter,
+        status=tuple(status or ()),
+        channel=channel,
+        origin=origin,
+        event_id=event_id,
+        created_from=created_from,
+        created_to=created_to,
+        send_from=send_from,
+        send_to=send_to,
+        sent_from=sent_from,
+        sent_to=sent_to,
+    )
+    return await service.list_letters(session, query, cursor=cursor, limit=limit)
+
+
+@router.get(
+    "/letters/{letter_id}",
+    response_model=LetterDetail,
+    summary="One letter with its timeline",
+    description=(
+        "The letter row, its context snapshot, the triggering event, every delivery attempt and "
+        "a timeline: event -> decision (why scheduled, for when, quiet-hour shift) -> attempts "
+        "-> provider status -> outcome (sent / cancel / skip / expiry reason) -> resends."
+    ),
+    responses=problem_responses(404),
+)
+async def get_letter(letter_id: LetterId, session: Session, _: LettersReader) -> LetterDetail:
+    return await service.letter_detail(session, letter_id)
+
+
+@router.post(
+    "/letters/{letter_id}:cancel",
+    response_model=LetterOut,
+    summary="Cancel a scheduled letter",
+    description=(
+        "Only a `scheduled` letter can be cancelled; any other state (a worker is `sending` it, "
+        "or it already ended) answers 409. The reason is stored with the operator's token name."
+    ),
+    responses=problem_responses(404, 409),
+)
+async def cancel_letter(
+    letter_id: LetterId,
+    session: Session,
+    principal: LettersWriter,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> LetterOut:
+    reason = (body or CancelRequest()).reason
+    return await service.cancel(session, letter_id, reason=reason, by=principal.name)
+
+
+_RETRY_BODY: Any = Body(
+    openapi_examples={
+        "count": {
+            "summary": "Count first",
+            "value": {"filter": {"status": ["failed"]}, "dry_run": True},
+        },
+        "retry": {
+            "summary": "Retry at most 500",
+            "value": {"filter": {"status": ["failed"], "letter": "LowBalanceNotice"}, "max": 500},
+        },
+    }
+)
+
+
+@router.post(
+    "/letters:retry",
+    response_model=RetryResult,
+    summary="Retry failed letters in bulk",
+    description=(
+        "Selects `failed` (or `expired`) letters by filter. With `dry_run` only counts them. "
+        "Otherwise `max` is required (422 without it) and more matches than `max` answer 409; "
+        "the matching letters go back to `scheduled`, due now, with their attempt counter reset, "
+        "and the next drain sends them."
+    ),
+    responses=problem_responses(409),
+)
+async def retry_letters(
+    session: Session, principal: LettersWriter, body: Annotated[RetryRequest, _RETRY_BODY]
+) -> RetryResult:
+    return await service.retry(
+        session, body.filter, dry_run=body.dry_run, cap=body.max, by=principal.name
+    )
