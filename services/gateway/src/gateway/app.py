@@ -1,0 +1,116 @@
+"""The gateway FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from notifier_common.db import create_engine, create_sessionmaker
+from notifier_common.errors import install_error_handlers, problem
+from notifier_common.logging import configure_logging, get_logger
+from notifier_common.ops import (
+    Check,
+    install_metrics_middleware,
+    ops_router,
+    postgres_check,
+    redis_check,
+)
+from redis.asyncio import Redis
+from sqlalchemy.exc import DBAPIError
+
+from gateway.integrations.endpoints import router as providers_router
+from gateway.messages.dispatch import Dispatcher
+from gateway.messages.endpoints import InProgress
+from gateway.messages.endpoints import router as messages_router
+from gateway.messages.service import MessageService
+from gateway.providers.registry import ProviderRegistry
+from gateway.resilience.breaker import CircuitBreaker
+from gateway.resilience.ratelimit import RateLimiter
+from gateway.settings import GatewaySettings, get_settings
+from gateway.suppressions.endpoints import router as suppressions_router
+
+log = get_logger("gateway.app")
+
+DESCRIPTION = """
+The one place that talks to delivery providers (SMTP, ESP, newsletter, CRM, signed webhooks,
+and a `log` provider). Every message carries an idempotency key: it reaches its provider once,
+whatever retries happen upstream. Provider failures are classified (`transient_error`: retry
+later with the same key; `permanent_error`: never retry). Provider webhooks turn bounces,
+complaints and unsubscribes into suppressions.
+
+Authenticate with `Authorization: Bearer <token>`; create tokens with
+`gateway token create --name NAME --scope SCOPE` (scopes: `messages:write`, `messages:read`,
+`admin`). Errors are `application/problem+json`. See docs/gateway-api.md.
+"""
+
+
+def _checks(request: Request) -> dict[str, Check]:
+    return {
+        "postgres": postgres_check(request.app.state.engine),
+        "redis": redis_check(request.app.state.redis),
+    }
+
+
+def _install_gateway_error_handlers(app: FastAPI) -> None:
+    async def on_in_progress(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InProgress)
+        response = problem(exc.status_code, exc.title, exc.detail)
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return response
+
+    async def on_database_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("gateway.database_error", error=type(exc).__name__)
+        return problem(503, "Service Unavailable", "the database is unavailable; retry later")
+
+    app.add_exception_handler(InProgress, on_in_progress)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(OSError, on_database_error)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(level=settings.log_level, json=settings.json_logs)
+        app.state.settings = settings
+        app.state.engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, app_name="gateway"
+        )
+        app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        app.state.redis = Redis.from_url(settings.redis_url)
+        registry = ProviderRegistry.from_settings(settings)
+        app.state.registry = registry
+        app.state.breaker = CircuitBreaker(app.state.redis, prefix=settings.redis_prefix)
+        app.state.limiter = RateLimiter(app.state.redis, prefix=settings.redis_prefix)
+        app.state.message_service = MessageService(
+            sessionmaker=app.state.sessionmaker,
+            dispatcher=Dispatcher(
+                registry=registry,
+                limiter=app.state.limiter,
+                breaker=app.state.breaker,
+                settings=settings,
+            ),
+            settings=settings,
+        )
+        await registry.start()
+        try:
+            yield
+        finally:
+            await registry.aclose()
+            await app.state.redis.aclose()
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="notifier gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+    )
+    install_error_handlers(app)
+    _install_gateway_error_handlers(app)
+    install_metrics_middleware(app, "gateway")
+    app.include_router(ops_router(_checks))
+    app.include_router(messages_router)
+    app.include_router(providers_router)
+    app.include_router(suppressions_router)
+    return app

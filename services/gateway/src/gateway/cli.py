@@ -1,0 +1,129 @@
+"""``gateway`` console script."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from gateway.deps import SCOPES
+from gateway.settings import get_settings
+
+app = typer.Typer(help="notifier delivery gateway.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+suppressions_app = typer.Typer(help="Suppressed addresses.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(suppressions_app, name="suppressions")
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind host")] = None,
+    port: Annotated[int | None, typer.Option(help="Bind port")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the gateway API (uvicorn)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def openapi() -> None:
+    """Print the gateway's OpenAPI JSON to stdout."""
+    from gateway.app import create_app
+
+    json.dump(create_app(get_settings()).openapi(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who uses the token")],
+    scope: Annotated[list[str], typer.Option(help=f"Repeatable; one of {', '.join(SCOPES)}")],
+) -> None:
+    """Create a token; the secret is printed once."""
+    unknown = sorted(set(scope) - set(SCOPES))
+    if unknown:
+        raise typer.BadParameter(f"unknown scope(s) {unknown}; choose from {list(SCOPES)}")
+    from gateway.tokens import create_token
+
+    raw = asyncio.run(create_token(get_settings().database_url, name=name, scopes=scope))
+    typer.echo(raw)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke a token by id."""
+    from gateway.tokens import revoke_token
+
+    if not asyncio.run(revoke_token(get_settings().database_url, token_id)):
+        typer.echo(f"no active token {token_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {token_id}")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (never their secrets)."""
+    from gateway.tokens import list_tokens
+
+    for row in asyncio.run(list_tokens(get_settings().database_url)):
+        state = "revoked" if row.revoked_at else "active"
+        typer.echo(f"{row.id}\t{row.name}\t{','.join(row.scopes)}\t{state}")
+
+
+async def _suppressions(
+    database_url: str, *, address: str | None, scope: str | None, limit: int
+) -> list[Any]:
+    from notifier_common.db import create_engine, create_sessionmaker, session_scope
+
+    from gateway.messages.dispatch import normalize_address
+    from gateway.suppressions import repository
+
+    engine = create_engine(database_url, pool_size=1, app_name="gateway-cli")
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            return await repository.list_page(
+                session,
+                address=normalize_address(address) if address else None,
+                scope=scope,
+                since=None,
+                after=None,
+                limit=limit,
+            )
+    finally:
+        await engine.dispose()
+
+
+@suppressions_app.command("list")
+def suppressions_list(
+    address: Annotated[str | None, typer.Option(help="Only this address")] = None,
+    scope: Annotated[str | None, typer.Option(help="Only this scope")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows")] = 100,
+) -> None:
+    """List suppressions, oldest first (id, address, scope, reason, source, created_at)."""
+    rows = asyncio.run(
+        _suppressions(get_settings().database_url, address=address, scope=scope, limit=limit)
+    )
+    for row in rows:
+        typer.echo(
+            f"{row.id}\t{row.address}\t{row.scope}\t{row.reason}\t{row.source}\t"
+            f"{row.created_at.isoformat()}"
+        )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,168 @@
+"""Routes of the messages API (thin: parse, call the service, map resolutions to HTTP)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from notifier_common.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    problem_responses,
+)
+from notifier_common.pagination import decode_datetime_cursor, encode_cursor
+
+from gateway.deps import Messages, MessagesReader, MessagesWriter, Session, Settings
+from gateway.messages import repository
+from gateway.messages.schemas import (
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    Message,
+    MessageOut,
+    MessagePage,
+    SendResultOut,
+)
+from gateway.messages.service import Resolution
+from gateway.models import MessageStatus
+
+router = APIRouter(prefix="/v1", tags=["messages"])
+
+
+class InProgress(Conflict):
+    title = "Request In Progress"
+
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+EXAMPLE_MESSAGE = {
+    "channel": "email",
+    "to": [{"address": "alice@example.com", "name": "Alice"}],
+    "subject": "Your balance is low",
+    "text": "Top up to keep your rides going.",
+    "html": "<p>Top up to keep your rides going.</p>",
+    "unsubscribe_url": "https://example.com/u/abc",
+    "metadata": {"letter": "low_balance", "suppression_scope": "billing"},
+}
+
+
+@router.post(
+    "/messages",
+    response_model=SendResultOut,
+    summary="Send one message (idempotent)",
+    description=(
+        "Requires an `Idempotency-Key` header (422 without). The first request with a key sends "
+        "and stores the result; a repeat with the same key and body answers the stored result "
+        "with `Idempotent-Replayed: true` (no second send). If the first request is still in "
+        "flight, the repeat waits up to ~2 s for it and otherwise answers 409 with `Retry-After`. "
+        "The same key with a different body answers 422. `transient_error` results are not "
+        "final: repeating the key calls the provider again. Every result, including provider "
+        "failures, is a 200: read `outcome`."
+    ),
+    responses=problem_responses(409),
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": EXAMPLE_MESSAGE}}}},
+)
+async def send_message(
+    message: Message,
+    response: Response,
+    service: Messages,
+    _: MessagesWriter,
+    idempotency_key: Annotated[
+        str,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Unique per message, e.g. the letter id.",
+        ),
+    ],
+) -> SendResultOut:
+    [item] = await service.send([BatchItem(idempotency_key=idempotency_key, message=message)])
+    if item.resolution is Resolution.conflict:
+        raise Unprocessable(item.result.reason or "idempotency key reused")
+    if item.resolution is Resolution.in_progress:
+        raise InProgress(
+            item.result.reason or "in progress", retry_after=item.result.retry_after or 1.0
+        )
+    if item.resolution is Resolution.stored:
+        response.headers["Idempotent-Replayed"] = "true"
+    return item.result
+
+
+@router.post(
+    "/messages:batch",
+    response_model=BatchResponse,
+    summary="Send up to 500 messages (idempotent per item)",
+    description=(
+        "Each item carries its own idempotency key; results come back per item, in order, with "
+        "the same semantics as `POST /v1/messages`, except that per-item problems are results: "
+        "a key reused with another body is `permanent_error` / `idempotency_conflict` "
+        "(status_code 422, message_id null), a key still in flight after the wait is "
+        "`transient_error` / `in_progress` with `retry_after`. A key repeated inside one batch "
+        "is sent once. More than 500 items answers 413."
+    ),
+    responses=problem_responses(413),
+)
+async def send_batch(
+    body: BatchRequest, settings: Settings, service: Messages, _: MessagesWriter
+) -> BatchResponse:
+    if len(body.items) > settings.max_batch_items:
+        raise PayloadTooLarge(
+            f"{len(body.items)} items; at most {settings.max_batch_items} per batch"
+        )
+    results = await service.send(body.items)
+    return BatchResponse(results=[r.result for r in results])
+
+
+@router.get(
+    "/messages/{message_id}",
+    response_model=MessageOut,
+    summary="One message with its current status",
+    description="Status moves accepted -> delivered / bounced / complained with provider webhooks.",
+    responses=problem_responses(404),
+)
+async def get_message(message_id: uuid.UUID, session: Session, _: MessagesReader) -> Any:
+    row = await repository.get(session, message_id)
+    if row is None:
+        raise NotFound(f"message {message_id} not found")
+    return row
+
+
+@router.get(
+    "/messages",
+    response_model=MessagePage,
+    summary="Find messages (by idempotency key, provider, status), newest first",
+    responses=problem_responses(),
+)
+async def list_messages(
+    session: Session,
+    _: MessagesReader,
+    idempotency_key: Annotated[str | None, Query(max_length=255)] = None,
+    provider: Annotated[str | None, Query(max_length=100)] = None,
+    status: MessageStatus | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> MessagePage:
+    after = None
+    if cursor:
+        at, last = decode_datetime_cursor(cursor)
+        try:
+            after = (at, uuid.UUID(last))
+        except ValueError as exc:
+            raise Unprocessable("invalid cursor") from exc
+    rows = await repository.list_messages(
+        session,
+        idempotency_key=idempotency_key,
+        provider=provider,
+        status=status,
+        after=after,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return MessagePage(items=[MessageOut.model_validate(r) for r in page], next_cursor=next_cursor)

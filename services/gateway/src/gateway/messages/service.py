@@ -1,0 +1,310 @@
+"""Idempotent sending: claim keys, dispatch what was claimed, store results, replay the rest.
+
+Transactions (see docs/decisions/0010-gateway-idempotency.md): the claim commits *before* any
+provider call, so a concurrent request with the same key sees ``in_progress``; results are
+stored in a second transaction. This service owns both (``session_scope``); repositories only
+execute statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from notifier_common.db import session_scope
+from notifier_common.logging import get_logger
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.integrations.switches import disabled_providers
+from gateway.messages import repository
+from gateway.messages.dispatch import Dispatcher, Pending, addresses_to_check, normalize_address
+from gateway.messages.schemas import BatchItem, SendResultOut
+from gateway.metrics import IDEMPOTENT_REPLAYS
+from gateway.models import MessageRecord, MessageStatus
+from gateway.providers.base import Message, Outcome, SendResult, excerpt
+from gateway.settings import GatewaySettings
+from gateway.suppressions import repository as suppressions
+
+log = get_logger("gateway.messages")
+
+_SENT_STATES = {
+    MessageStatus.accepted,
+    MessageStatus.delivered,
+    MessageStatus.bounced,
+    MessageStatus.complained,
+}
+
+
+class Resolution(enum.StrEnum):
+    sent = "sent"  # this request called (or screened) the message now
+    stored = "stored"  # the stored result of an earlier request with the same key and body
+    in_progress = "in_progress"  # another request holds the key; still running after the wait
+    conflict = "conflict"  # the key was used with a different body
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    resolution: Resolution
+    result: SendResultOut
+
+
+def request_hash(message: Message) -> str:
+    canonical = json.dumps(message.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def result_from_record(row: MessageRecord) -> SendResultOut:
+    outcome = Outcome.accepted if row.status in _SENT_STATES else Outcome(row.status.value)
+    return SendResultOut(
+        idempotency_key=row.idempotency_key,
+        message_id=row.id,
+        outcome=outcome,
+        provider=row.provider,
+        provider_message_id=row.provider_message_id,
+        code=row.code,
+        reason=row.reason,
+        retry_after=row.retry_after,
+        status_code=row.status_code,
+    )
+
+
+def _in_progress(row: MessageRecord, retry_after: float) -> SendResultOut:
+    return SendResultOut(
+        idempotency_key=row.idempotency_key,
+        message_id=row.id,
+        outcome=Outcome.transient_error,
+        provider=row.provider,
+        code="in_progress",
+        reason="a request with this idempotency key is still in flight",
+        retry_after=retry_after,
+    )
+
+
+def _conflict(key: str) -> SendResultOut:
+    return SendResultOut(
+        idempotency_key=key,
+        message_id=None,
+        outcome=Outcome.permanent_error,
+        code="idempotency_conflict",
+        reason="this idempotency key was already used with a different message",
+        status_code=422,
+    )
+
+
+class MessageService:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        settings: GatewaySettings,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.dispatcher = dispatcher
+        self.settings = settings
+
+    async def send(self, items: Sequence[BatchItem]) -> list[ItemResult]:
+        """One result per item, in order. Repeated keys inside one batch share one send."""
+        hashes = [request_hash(item.message) for item in items]
+        first: dict[str, int] = {}
+        for i, item in enumerate(items):
+            first.setdefault(item.idempotency_key, i)
+        primaries = [items[i] for i in sorted(first.values())]
+        by_key = await self._send_unique(
+            primaries, [hashes[first[p.idempotency_key]] for p in primaries]
+        )
+        out: list[ItemResult] = []
+        for i, item in enumerate(items):
+            key = item.idempotency_key
+            if first[key] == i:
+                out.append(by_key[key])
+            elif hashes[first[key]] == hashes[i]:
+                out.append(ItemResult(Resolution.stored, by_key[key].result))
+            else:
+                out.append(ItemResult(Resolution.conflict, _conflict(key)))
+        return out
+
+    async def _send_unique(
+        self, items: Sequence[BatchItem], hashes: Sequence[str]
+    ) -> dict[str, ItemResult]:
+        claims = [self._new_claim(item, h) for item, h in zip(items, hashes, strict=True)]
+        async with session_scope(self.sessionmaker) as session:
+            claimed = await repository.claim(
+                session, claims, lease=self.settings.claim_lease_seconds
+            )
+            pending = [self._pending(c) for c in claimed]
+            disabled, suppressed = await self._screening_state(session, pending)
+            taken = {c.idempotency_key for c in claimed}
+            others = await repository.by_keys(
+                session, [c.idempotency_key for c in claims if c.idempotency_key not in taken]
+            )
+        results: dict[str, ItemResult] = {}
+        waiting: list[MessageRecord] = []
+        expected = {c.idempotency_key: c.request_hash for c in claims}
+        for row in others:
+            if row.request_hash != expected[row.idempotency_key]:
+                results[row.idempotency_key] = ItemResult(
+                    Resolution.conflict, _conflict(row.idempotency_key)
+                )
+            elif row.status is MessageStatus.in_progress:
+                waiting.append(row)
+            else:
+                results[row.idempotency_key] = ItemResult(
+                    Resolution.stored, result_from_record(row)
+                )
+        sent, waited = await asyncio.gather(
+            self._dispatch_and_store(pending, disabled=disabled, suppressed=suppressed),
+            self._wait_for(waiting),
+        )
+        results.update(sent)
+        results.update(waited)
+        for resolution, n in Counter(r.resolution for r in results.values()).items():
+            if resolution is not Resolution.sent:
+                IDEMPOTENT_REPLAYS.labels(resolution.value).inc(n)
+        return results
+
+    def _new_claim(self, item: BatchItem, digest: str) -> repository.NewClaim:
+        message = item.message
+        first = next((r.address for r in message.to if r.address), None)
+        return repository.NewClaim(
+            id=uuid.uuid4(),
+            idempotency_key=item.idempotency_key,
+            request_hash=digest,
+            request=message.model_dump(mode="json"),
+            channel=message.channel,
+            action=message.action,
+            provider=message.provider or self.settings.provider_for(message.channel),
+            recipient=normalize_address(first)[:320] if first else None,
+        )
+
+    @staticmethod
+    def _pending(claimed: repository.Claimed) -> Pending:
+        return Pending(
+            message_id=claimed.id,
+            idempotency_key=claimed.idempotency_key,
+            claim_token=claimed.claim_token,
+            message=Message.model_validate(claimed.request),
+            provider=claimed.provider,
+        )
+
+    async def _screening_state(
+        self, session: AsyncSession, pending: Sequence[Pending]
+    ) -> tuple[set[str], set[tuple[str, str]]]:
+        names = {p.provider for p in pending if p.provider}
+        disabled = await disabled_providers(session, self.settings, names)
+        addresses = [a for p in pending for a in addresses_to_check(p.message)]
+        return disabled, await suppressions.matching(session, addresses)
+
+    async def _dispatch_and_store(
+        self,
+        pending: Sequence[Pending],
+        *,
+        disabled: set[str],
+        suppressed: set[tuple[str, str]],
+    ) -> dict[str, ItemResult]:
+        if not pending:
+            return {}
+        try:
+            sent = await self.dispatcher.dispatch(pending, disabled=disabled, suppressed=suppressed)
+        except Exception:  # a bug in our own pipeline: answer transient, free the keys
+            log.exception("gateway.dispatch_failed", count=len(pending))
+            sent = [SendResult.transient("internal", "gateway dispatch failed") for _ in pending]
+        now = datetime.now(UTC)
+        async with session_scope(self.sessionmaker) as session:
+            await repository.store_results(
+                session, [_stored(p, r, now) for p, r in zip(pending, sent, strict=True)]
+            )
+        for p, r in zip(pending, sent, strict=True):
+            log.info(
+                f"gateway.message_{r.outcome.value}",
+                message_id=str(p.message_id),
+                idempotency_key=p.idempotency_key,
+                provider=p.provider,
+                code=r.code,
+            )
+        return {
+            p.idempotency_key: ItemResult(Resolution.sent, _out(p, r))
+            for p, r in zip(pending, sent, strict=True)
+        }
+
+    async def _wait_for(self, rows: Sequence[MessageRecord]) -> dict[str, ItemResult]:
+        """Poll in-flight keys until they finish or ``inflight_wait_seconds`` pass."""
+        if not rows:
+            return {}
+        waiting = {r.idempotency_key: r for r in rows}
+        done: dict[str, ItemResult] = {}
+        deadline = time.monotonic() + self.settings.inflight_wait_seconds
+        while waiting and time.monotonic() < deadline:
+            await asyncio.sleep(self.settings.inflight_poll_seconds)
+            async with self.sessionmaker() as session:
+                fresh = await repository.by_keys(session, list(waiting))
+            for row in fresh:
+                if row.status is not MessageStatus.in_progress:
+                    done[row.idempotency_key] = ItemResult(
+                        Resolution.stored, result_from_record(row)
+                    )
+                    waiting.pop(row.idempotency_key, None)
+                else:
+                    waiting[row.idempotency_key] = row
+        now = datetime.now(UTC)
+        for key, row in waiting.items():
+            left = (row.lease_until - now).total_seconds() if row.lease_until else 1.0
+            retry = round(min(max(1.0, left), self.settings.claim_lease_seconds), 1)
+            done[key] = ItemResult(Resolution.in_progress, _in_progress(row, retry))
+        return done
+
+    async def replay(self, provider: str, *, batch_size: int = 500) -> Counter[str]:
+        """Send again every message ``provider`` answered ``skipped: disabled``."""
+        outcomes: Counter[str] = Counter()
+        while True:
+            async with session_scope(self.sessionmaker) as session:
+                claimed = await repository.claim_replayable(
+                    session, provider, limit=batch_size, lease=self.settings.claim_lease_seconds
+                )
+                pending = [self._pending(c) for c in claimed]
+                disabled, suppressed = await self._screening_state(session, pending)
+            if not pending:
+                return outcomes
+            results = await self._dispatch_and_store(
+                pending, disabled=disabled, suppressed=suppressed
+            )
+            outcomes.update(r.result.outcome.value for r in results.values())
+            if provider in disabled:  # switched off again meanwhile: stop, nothing is lost
+                return outcomes
+
+
+def _stored(p: Pending, r: SendResult, now: datetime) -> repository.StoredResult:
+    return repository.StoredResult(
+        id=p.message_id,
+        claim_token=p.claim_token,
+        status=MessageStatus(r.outcome.value),
+        provider_message_id=r.provider_message_id[:255] if r.provider_message_id else None,
+        code=r.code[:50] if r.code else None,
+        reason=r.reason,
+        status_code=r.status_code,
+        retry_after=r.retry_after,
+        response_excerpt=excerpt(r.response_excerpt),
+        sent_at=now if r.outcome is Outcome.accepted else None,
+    )
+
+
+def _out(p: Pending, r: SendResult) -> SendResultOut:
+    return SendResultOut(
+        idempotency_key=p.idempotency_key,
+        message_id=p.message_id,
+        outcome=r.outcome,
+        provider=p.provider,
+        provider_message_id=r.provider_message_id,
+        code=r.code,
+        reason=r.reason,
+        retry_after=r.retry_after,
+        status_code=r.status_code,
+    )

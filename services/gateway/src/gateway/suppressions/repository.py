@@ -1,0 +1,91 @@
+"""Every SQL query about suppressions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.models import Suppression
+
+
+@dataclass(frozen=True, slots=True)
+class NewSuppression:
+    address: str
+    scope: str
+    reason: str
+    source: str
+    detail: str | None = None
+
+
+async def matching(session: AsyncSession, addresses: Sequence[str]) -> set[tuple[str, str]]:
+    """(address, scope) pairs stored for these (normalized) addresses."""
+    if not addresses:
+        return set()
+    stmt = select(Suppression.address, Suppression.scope).where(
+        Suppression.address.in_(sorted(set(addresses)))
+    )
+    return {(a, s) for a, s in (await session.execute(stmt)).all()}
+
+
+async def add_many(session: AsyncSession, rows: Sequence[NewSuppression]) -> int:
+    """Insert; an existing (address, scope) is kept as it is. Returns how many were new."""
+    if not rows:
+        return 0
+    unique = {(r.address, r.scope): r for r in rows}
+    stmt = (
+        insert(Suppression)
+        .values(
+            [
+                {
+                    "address": r.address,
+                    "scope": r.scope,
+                    "reason": r.reason,
+                    "source": r.source,
+                    "detail": r.detail,
+                }
+                for r in unique.values()
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=[Suppression.address, Suppression.scope])
+        .returning(Suppression.id)
+    )
+    return len((await session.execute(stmt)).all())
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    address: str | None,
+    scope: str | None,
+    since: datetime | None,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[Suppression]:
+    """Oldest first (a sync feed), keyset-paginated on (created_at, id)."""
+    stmt = select(Suppression)
+    if address is not None:
+        stmt = stmt.where(Suppression.address == address)
+    if scope is not None:
+        stmt = stmt.where(Suppression.scope == scope)
+    if since is not None:
+        stmt = stmt.where(Suppression.created_at >= since)
+    if after is not None:
+        at, last = after
+        stmt = stmt.where(
+            or_(
+                Suppression.created_at > at,
+                and_(Suppression.created_at == at, Suppression.id > last),
+            )
+        )
+    stmt = stmt.order_by(Suppression.created_at, Suppression.id).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def delete_one(session: AsyncSession, suppression_id: int) -> bool:
+    stmt = delete(Suppression).where(Suppression.id == suppression_id).returning(Suppression.id)
+    return (await session.execute(stmt)).scalar_one_or_none() is not None

@@ -1,0 +1,47 @@
+"""Test-only providers, configured through settings by import path (``tests.gateway.fakes:...``)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.providers.base import Message, Provider, SendResult
+
+
+class CountingProvider(Provider):
+    """Counts calls; answers ``outcome`` (accepted | transient | permanent | raise) after
+    ``delay`` seconds. Tests flip ``outcome`` on the live instance."""
+
+    kind = "counting"
+
+    def __init__(self, name: str, config: dict[str, Any]) -> None:
+        super().__init__(name, config)
+        self.delay = float(config.get("delay", 0.0))
+        self.outcome = str(config.get("outcome", "accepted"))
+        self.sent: list[Message] = []
+        self.calls = 0
+        self.started = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def aclose(self) -> None:
+        self.started = False
+
+    async def send(self, message: Message) -> SendResult:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.outcome == "raise":
+            raise RuntimeError("provider bug")
+        self.sent.append(message)
+        if self.outcome == "transient":
+            return SendResult.transient("http_503", "upstream unavailable", status_code=503)
+        if self.outcome == "permanent":
+            return SendResult.permanent("invalid_recipient", "no such mailbox", status_code=550)
+        return SendResult.ok(f"cnt-{uuid.uuid4().hex[:12]}")
+
+    async def send_many(self, messages: Sequence[Message]) -> list[SendResult]:
+        return list(await asyncio.gather(*(self.send(m) for m in messages)))
