@@ -30,6 +30,7 @@ from gateway.resilience.breaker import CircuitBreaker
 from gateway.resilience.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings, get_settings
 from gateway.suppressions.endpoints import router as suppressions_router
+from gateway.webhooks.endpoints import router as webhooks_router
 
 log = get_logger("gateway.app")
 
@@ -112,5 +113,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(ops_router(_checks))
     app.include_router(messages_router)
     app.include_router(providers_router)
+    app.include_router(webhooks_router)
     app.include_router(suppressions_router)
     return app
