@@ -18,9 +18,11 @@ from notifier_common.ops import (
     redis_check,
 )
 
+from notifier.config.endpoints import router as config_router
 from notifier.events.endpoints import router as events_router
 from notifier.operator.endpoints import router as operator_router
 from notifier.settings import NotifierSettings, get_settings
+from notifier.worker import start_clients
 
 DESCRIPTION = """
 Event-driven letters: producers publish typed events; the notifier decides which letters they
@@ -53,9 +55,13 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         app.state.redis = await create_pool(
             RedisSettings.from_dsn(settings.redis_url), default_queue_name=settings.queue_name
         )
+        app.state.clients = {}  # shared httpx clients, gateway and enrichment (operator API)
+        start_clients(app.state.clients, settings)
         try:
             yield
         finally:
+            for name in ("gateway_http", "upstream_http"):
+                await app.state.clients[name].aclose()
             await app.state.redis.aclose()
             await app.state.engine.dispose()
 
@@ -70,4 +76,5 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app.include_router(ops_router(_checks))
     app.include_router(events_router)
     app.include_router(operator_router)
+    app.include_router(config_router)
     return app

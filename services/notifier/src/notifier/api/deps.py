@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
@@ -32,11 +32,19 @@ def get_app_settings(request: Request) -> NotifierSettings:
     return request.app.state.settings
 
 
+def get_clients(request: Request) -> dict[str, Any]:
+    """Shared clients started in the lifespan: ``gateway_http``, ``upstream_http``, ``gateway``,
+    ``enrichment``, ``clock`` (see ``notifier.worker.start_clients``); tests may replace them."""
+    clients: dict[str, Any] = request.app.state.clients
+    return clients
+
+
 auth = BearerAuth(ApiToken, get_sessionmaker)
 
 Session = Annotated[AsyncSession, Depends(get_session)]
 Redis = Annotated[ArqRedis, Depends(get_redis)]
 Settings = Annotated[NotifierSettings, Depends(get_app_settings)]
+Clients = Annotated[dict[str, Any], Depends(get_clients)]
 EventsWriter = Annotated[Principal, Depends(auth.require("events:write"))]
 LettersReader = Annotated[Principal, Depends(auth.require("letters:read"))]
 LettersWriter = Annotated[Principal, Depends(auth.require("letters:write"))]

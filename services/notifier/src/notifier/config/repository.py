@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier.models import LetterSetting, LetterSettingAudit
+from notifier.models import LetterSetting
 
 
 async def get_setting(
@@ -20,13 +20,3 @@ async def get_setting(
 async def all_settings(session: AsyncSession) -> dict[str, LetterSetting]:
     rows = (await session.execute(select(LetterSetting))).scalars()
     return {row.letter: row for row in rows}
-
-
-async def audit_of(
-    session: AsyncSession, letter: str, *, before_id: int | None, limit: int
-) -> list[LetterSettingAudit]:
-    stmt = select(LetterSettingAudit).where(LetterSettingAudit.letter == letter)
-    if before_id is not None:
-        stmt = stmt.where(LetterSettingAudit.id < before_id)
-    stmt = stmt.order_by(LetterSettingAudit.id.desc()).limit(limit)
-    return list((await session.execute(stmt)).scalars())
