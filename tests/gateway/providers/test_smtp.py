@@ -347,3 +347,25 @@ class TestSmtpAuth:
         )
         assert auth_smtp_sink.handler.logins == []
         assert auth_smtp_sink.handler.received == []
+
+
+class TestSmtpTls:
+    async def test_required_starttls_on_a_server_without_it_is_permanent(
+        self, smtp_sink: Sink, make_provider: ProviderFactory
+    ) -> None:
+        provider = await make_provider(smtp_sink.host, smtp_sink.port, start_tls=True)
+
+        result = await provider.send(_message())
+
+        assert (result.outcome, result.code) == (Outcome.permanent_error, "smtp_unsupported")
+        assert "STARTTLS" in (result.reason or "")
+        assert smtp_sink.handler.received == []
+
+    async def test_auto_starttls_sends_in_clear_when_the_server_does_not_offer_it(
+        self, smtp_sink: Sink, make_provider: ProviderFactory
+    ) -> None:
+        provider = await make_provider(smtp_sink.host, smtp_sink.port, start_tls="auto")
+
+        result = await provider.send(_message())
+
+        assert result.outcome is Outcome.accepted
