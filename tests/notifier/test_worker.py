@@ -3,8 +3,14 @@ import uuid
 
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from notifier import worker
 from notifier.events import service
-from notifier.events.processing import AfterCommit, PermanentEventError, TransientEventError
+from notifier.events.processing import (
+    AfterCommit,
+    NoLetters,
+    PermanentEventError,
+    TransientEventError,
+)
 from notifier.models import Event, EventStatus
 from notifier.settings import NotifierSettings
 from notifier.worker import create_worker
@@ -21,6 +27,12 @@ async def redis(settings: NotifierSettings) -> ArqRedis:
     pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     yield pool
     await pool.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _store_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about intake and the worker loop, not letters (tests/notifier/letters)."""
+    monkeypatch.setattr(worker, "build_processor", lambda ctx: NoLetters())
 
 
 async def run_burst(settings: NotifierSettings) -> None:

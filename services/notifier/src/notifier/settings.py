@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 
 from notifier_common.publisher import DEFAULT_QUEUE
@@ -36,6 +37,33 @@ class NotifierSettings(ServiceSettings):
         "http://127.0.0.1:8002", description="Upstream 'billing' service base URL."
     )
     upstream_timeout: float = Field(5.0, gt=0, description="Timeout of upstream HTTP calls (s).")
+    # ---- letter engine (issue 4) ----
+    gateway_timeout: float = Field(30.0, gt=0, description="Timeout of one gateway batch call (s).")
+    gateway_batch_size: int = Field(
+        500, ge=1, le=500, description="Letters per claimed batch = per gateway batch call."
+    )
+    letters_lease_seconds: int = Field(
+        120, ge=5, description="A claimed letter not marked within this is claimed again."
+    )
+    letters_max_attempts: int = Field(
+        8, ge=1, description="Delivery tries before a letter with transient errors is failed."
+    )
+    letters_backoff_base: float = Field(
+        60.0, gt=0, description="First retry delay (s); doubles per try, with jitter."
+    )
+    letters_backoff_cap: float = Field(3600.0, gt=0, description="Longest retry delay (s).")
+    quiet_hours_start: time = Field(
+        time(21, 0), description="Default start of quiet hours, recipient's local time."
+    )
+    quiet_hours_end: time = Field(
+        time(9, 0), description="Default end of quiet hours (first allowed minute)."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Public base URL of notifier-api (letter links)."
+    )
+    payment_url_template: str = Field(
+        "{cabinet_url}/payment", description="Payment link in letters; {cabinet_url} is filled."
+    )
 
     def _secrets(self) -> dict[str, str]:
         return {"secret_key": self.secret_key, "gateway_token": self.gateway_token}

@@ -3,26 +3,100 @@
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 from typing import Any
 
-from arq import Retry, Worker, func
+from arq import Retry, Worker, cron, func
 from arq.connections import RedisSettings
 from notifier_common.db import create_engine, create_sessionmaker
+from notifier_common.http import create_http_client
 from notifier_common.logging import configure_logging, get_logger
 from prometheus_client import start_http_server
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from notifier.clock import Clock, system_clock
+from notifier.enrichment import EnrichmentClient
 from notifier.events import service
-from notifier.events.processing import EventProcessor, NoLetters, TransientEventError
+from notifier.events.processing import EventProcessor, TransientEventError
+from notifier.gateway_client import GatewayClient
+from notifier.letters.drain import DeliveryConfig, LetterSender, Renderer
+from notifier.letters.processor import LetterProcessor
+from notifier.letters.service import PlanConfig
+from notifier.letters.timing import QuietHours
 from notifier.metrics import JOB_DURATION
 from notifier.settings import NotifierSettings, get_settings
 
 log = get_logger("notifier.worker")
 
 
+def plan_config(settings: NotifierSettings) -> PlanConfig:
+    return PlanConfig(
+        quiet_hours=QuietHours(settings.quiet_hours_start, settings.quiet_hours_end),
+        payment_url_template=settings.payment_url_template,
+    )
+
+
+def delivery_config(settings: NotifierSettings) -> DeliveryConfig:
+    return DeliveryConfig(
+        batch_size=settings.gateway_batch_size,
+        lease=timedelta(seconds=settings.letters_lease_seconds),
+        max_attempts=settings.letters_max_attempts,
+        backoff_base=settings.letters_backoff_base,
+        backoff_cap=settings.letters_backoff_cap,
+        public_url=settings.public_url,
+        secret_key=settings.secret_key,
+    )
+
+
+def default_renderer() -> Renderer:
+    from notifier.letters.rendering import render
+
+    return render
+
+
+def build_sender(ctx: dict[str, Any]) -> LetterSender:
+    settings: NotifierSettings = ctx["settings"]
+    return LetterSender(
+        ctx["sessionmaker"],
+        gateway=ctx["gateway"],
+        enricher=ctx["enrichment"],
+        render=ctx.get("render") or default_renderer(),
+        config=delivery_config(settings),
+        clock=ctx["clock"],
+    )
+
+
 def build_processor(ctx: dict[str, Any]) -> EventProcessor:
-    """The letter engine plugs in here; until it does, events are only stored."""
-    return NoLetters()
+    """The letter engine: plans letters per event, sends the immediate ones after commit."""
+    return LetterProcessor(
+        enricher=ctx["enrichment"],
+        config=plan_config(ctx["settings"]),
+        clock=ctx["clock"],
+        sender=ctx["sender"],
+    )
+
+
+def start_clients(ctx: dict[str, Any], settings: NotifierSettings) -> None:
+    """One shared httpx client per upstream kind per process (closed in shutdown)."""
+    clock: Clock = ctx.get("clock") or system_clock
+    ctx["clock"] = clock
+    ctx["gateway_http"] = ctx.get("gateway_http") or create_http_client(
+        timeout=settings.gateway_timeout
+    )
+    ctx["upstream_http"] = ctx.get("upstream_http") or create_http_client(
+        timeout=settings.upstream_timeout
+    )
+    ctx["gateway"] = GatewayClient(
+        ctx["gateway_http"],
+        base_url=settings.gateway_url,
+        token=settings.gateway_token,
+        batch_size=settings.gateway_batch_size,
+    )
+    ctx["enrichment"] = ctx.get("enrichment") or EnrichmentClient(
+        ctx["upstream_http"],
+        clients_url=settings.clients_service_url,
+        billing_url=settings.billing_service_url,
+    )
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -33,6 +107,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         settings.database_url, pool_size=settings.db_pool_size, app_name="notifier-worker"
     )
     ctx["sessionmaker"] = create_sessionmaker(ctx["engine"])
+    start_clients(ctx, settings)
+    ctx["sender"] = build_sender(ctx)
     ctx["processor"] = build_processor(ctx)
     if settings.worker_metrics_port and not ctx.get("metrics_started"):
         try:
@@ -45,6 +121,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    for name in ("gateway_http", "upstream_http"):
+        if name in ctx:
+            await ctx.pop(name).aclose()
     await ctx["engine"].dispose()
 
 
@@ -64,6 +143,14 @@ async def handle_event(ctx: dict[str, Any], body: Any) -> str:
             raise Retry(defer=delay) from exc
 
 
+async def drain_due_letters(ctx: dict[str, Any]) -> dict[str, int]:
+    """arq cron, every minute: deliver every letter due now (batches until none is due)."""
+    with JOB_DURATION.labels("drain_due_letters").time():
+        sender: LetterSender = ctx["sender"]
+        report = await sender.drain(now=ctx["clock"]())
+        return {"batches": report.batches, "claimed": report.claimed, "sent": report.sent}
+
+
 def worker_settings(settings: NotifierSettings) -> dict[str, Any]:
     """Keyword arguments for ``arq.Worker``; throughput knobs set deliberately.
 
@@ -74,6 +161,16 @@ def worker_settings(settings: NotifierSettings) -> dict[str, Any]:
     """
     return {
         "functions": [func(handle_event, name="handle_event")],
+        "cron_jobs": [
+            cron(
+                drain_due_letters,
+                name="drain_due_letters",
+                second=0,
+                unique=True,
+                run_at_startup=False,
+                timeout=settings.worker_job_timeout * 10,
+            )
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),

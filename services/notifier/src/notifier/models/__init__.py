@@ -2,6 +2,31 @@
 
 from notifier.models.base import Base
 from notifier.models.event import Event, EventStatus
+from notifier.models.letter import (
+    Attempt,
+    AttemptOutcome,
+    Letter,
+    LetterCancellation,
+    LetterOrigin,
+    LetterSetting,
+    LetterSettingAudit,
+    LetterState,
+    LetterStatus,
+)
 from notifier.models.token import ApiToken
 
-__all__ = ["ApiToken", "Base", "Event", "EventStatus"]
+__all__ = [
+    "ApiToken",
+    "Attempt",
+    "AttemptOutcome",
+    "Base",
+    "Event",
+    "EventStatus",
+    "Letter",
+    "LetterCancellation",
+    "LetterOrigin",
+    "LetterSetting",
+    "LetterSettingAudit",
+    "LetterState",
+    "LetterStatus",
+]

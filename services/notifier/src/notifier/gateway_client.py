@@ -1,0 +1,139 @@
+"""Client of the delivery gateway's batch API (``POST /v1/messages:batch``).
+
+The request models copy the gateway's ``Message`` shape (services are deployed separately; the
+notifier never imports gateway code). Failures of the call itself are classified here, so callers
+always get one result per item: transport errors, timeouts, 5xx, 429 and auth errors are
+transient for every item (a misconfigured token must not fail letters for good); other 4xx are
+permanent. An item the gateway did not answer is transient.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import httpx
+from notifier_common.http import is_transient_status, retry_after_seconds
+from notifier_common.logging import get_logger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = get_logger("notifier.gateway_client")
+
+MAX_BATCH = 500
+GatewayOutcome = Literal["accepted", "transient_error", "permanent_error", "skipped"]
+
+
+class GatewayRecipient(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = None
+    name: str | None = None
+
+
+class GatewayMessage(BaseModel):
+    """The subset of the gateway's ``Message`` the letter engine sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str
+    to: list[GatewayRecipient] = Field(min_length=1)
+    subject: str | None = None
+    html: str | None = None
+    text: str | None = None
+    unsubscribe_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class GatewayItem(BaseModel):
+    idempotency_key: str
+    message: GatewayMessage
+
+
+class GatewayResult(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    idempotency_key: str
+    outcome: GatewayOutcome
+    message_id: str | int | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    code: str | None = None
+    reason: str | None = None
+    retry_after: float | None = None
+    status_code: int | None = None
+    duration_ms: int | None = None
+
+
+class _BatchResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    results: list[GatewayResult]
+
+
+class GatewayClient:
+    """One per process; wraps the shared ``httpx.AsyncClient`` created at worker startup."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, base_url: str, token: str, batch_size: int = MAX_BATCH
+    ) -> None:
+        self._http = http
+        self._url = base_url.rstrip("/") + "/v1/messages:batch"
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self.batch_size = max(1, min(batch_size, MAX_BATCH))
+
+    async def send_batch(self, items: Sequence[GatewayItem]) -> dict[str, GatewayResult]:
+        """Send ``items`` (chunked to the batch size); one result per idempotency key."""
+        results: dict[str, GatewayResult] = {}
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            results.update(await self._send_chunk(chunk))
+        return results
+
+    async def _send_chunk(self, items: Sequence[GatewayItem]) -> dict[str, GatewayResult]:
+        body = {"items": [item.model_dump(mode="json", exclude_none=True) for item in items]}
+        keys = [item.idempotency_key for item in items]
+        started = time.perf_counter()
+        try:
+            response = await self._http.post(self._url, json=body, headers=self._headers)
+        except httpx.HTTPError as exc:
+            log.warning("gateway.transport_error", error=repr(exc)[:300], items=len(items))
+            return _all(keys, "transient_error", code="gateway_unreachable", reason=repr(exc))
+        elapsed = int((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            return _failed_call(keys, response, elapsed)
+        try:
+            parsed = _BatchResponse.model_validate_json(response.content)
+        except ValidationError as exc:
+            log.error("gateway.unexpected_response", error=str(exc)[:300])
+            return _all(keys, "transient_error", code="unexpected_response", reason=str(exc))
+        answered = {r.idempotency_key: r for r in parsed.results}
+        for result in answered.values():
+            if result.duration_ms is None:
+                result.duration_ms = elapsed
+        missing = [k for k in keys if k not in answered]
+        answered.update(_all(missing, "transient_error", code="no_result", reason="not answered"))
+        return answered
+
+
+def _failed_call(
+    keys: list[str], response: httpx.Response, elapsed: int
+) -> dict[str, GatewayResult]:
+    status = response.status_code
+    transient = is_transient_status(status) or status in (401, 403)
+    reason = response.text[:500]
+    log.warning("gateway.call_failed", status=status, reason=reason[:200], items=len(keys))
+    return _all(
+        keys,
+        "transient_error" if transient else "permanent_error",
+        code=f"gateway_http_{status}",
+        reason=reason,
+        status_code=status,
+        retry_after=retry_after_seconds(response),
+        duration_ms=elapsed,
+    )
+
+
+def _all(keys: Sequence[str], outcome: GatewayOutcome, **fields: Any) -> dict[str, GatewayResult]:
+    return {k: GatewayResult(idempotency_key=k, outcome=outcome, **fields) for k in keys}

@@ -1,0 +1,1 @@
+"""The letter engine: catalog, scheduling, cancellation, per-minute drain (issue 4)."""

@@ -1,0 +1,171 @@
+"""The typed letter declaration. Adding a letter = one :class:`LetterSpec` + its templates.
+
+Every number of a letter (delays, caps, quiet hours, expiry) is a field of its ``params`` model:
+defaults live in code, overrides in ``letter_settings`` (see ``settings_service``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+from notifier_common.events import AnyEvent
+from pydantic import BaseModel, ConfigDict, Field
+
+from notifier.enrichment import Balance, ClientProfile, Contract
+from notifier.letters.timing import QuietHours, Timing
+
+Enrichment = Literal["client", "balance", "contract"]
+Match = Literal["client", "contract"]
+Channel = Literal["email"]
+
+
+class LetterParams(BaseModel):
+    """Parameters every letter has; subclasses add their own numbers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    respect_quiet_hours: bool = Field(True, description="Move sends out of quiet hours.")
+    quiet_hours_start: time | None = Field(None, description="Local start; None = global.")
+    quiet_hours_end: time | None = Field(None, description="Local end; None = global.")
+    expires_after: timedelta | None = Field(
+        None, description="Not sent at all if it could not go out this long after it was due."
+    )
+
+    def quiet_hours(self, default: QuietHours) -> QuietHours | None:
+        if not self.respect_quiet_hours:
+            return None
+        return QuietHours(
+            start=self.quiet_hours_start or default.start,
+            end=self.quiet_hours_end or default.end,
+        )
+
+
+P = TypeVar("P", bound=LetterParams)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What conditions decide on: the event plus the enrichment fetched for it."""
+
+    event: AnyEvent
+    client: ClientProfile
+    balance: Balance | None = None
+    contract: Contract | None = None
+
+
+@dataclass(frozen=True)
+class SendFacts:
+    """Fresh upstream data re-fetched at send time for a letter's recheck."""
+
+    contract: Contract | None = None
+    balance: Balance | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """An event type, and a predicate on the event alone (no upstream data needed)."""
+
+    event_type: str
+    when: Callable[[AnyEvent], bool] = lambda _event: True
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """Re-fetch ``needs`` at send time; ``check`` returns a skip reason or None to send."""
+
+    needs: frozenset[Enrichment]
+    check: Callable[[SendFacts], str | None]
+
+
+@dataclass(frozen=True)
+class Crossing(Generic[P]):
+    """A stateful frequency rule on a balance level (per client).
+
+    Fires when the event's balance crosses from above ``level`` to below it (``<= level`` when
+    ``inclusive``) while the rule is armed and at least ``min_interval`` after the last firing;
+    firing disarms it, a balance back above ``level`` re-arms it.
+    """
+
+    level: Callable[[Facts], Decimal]
+    inclusive: bool
+    min_interval: Callable[[P], timedelta | None] = lambda _params: None
+
+
+@dataclass(frozen=True)
+class LetterSpec(Generic[P]):
+    name: str
+    params: type[P]
+    triggers: tuple[Trigger, ...]
+    timing: Callable[[P], Timing]
+    channel: Channel = "email"
+    template: str = ""  # default: the letter name
+    enrichments: frozenset[Enrichment] = frozenset({"client"})
+    condition: Callable[[Facts, P], str | None] = lambda _facts, _params: None
+    recheck: Recheck | None = None
+    cancelled_by: Mapping[str, Match] = field(default_factory=dict)
+    dedup: Callable[[Facts], str] | None = None
+    frequency: Crossing[P] | None = None
+    sequence: str | None = None  # letters sharing a trigger at offsets (onboarding, reminders)
+    description: str = ""
+
+    @property
+    def template_name(self) -> str:
+        return self.template or self.name
+
+    def default_params(self) -> P:
+        return self.params()
+
+    def parse_params(self, overrides: Mapping[str, Any]) -> P:
+        """Code defaults + overrides, validated (raises pydantic ValidationError)."""
+        merged = {**self.default_params().model_dump(), **overrides}
+        return self.params.model_validate(merged)
+
+    def triggered_by(self, event: AnyEvent) -> bool:
+        return any(t.event_type == event.type and t.when(event) for t in self.triggers)
+
+
+AnySpec = LetterSpec[Any]
+
+
+class Catalog:
+    """Letters by name, with lookups by triggering and cancelling event type."""
+
+    def __init__(self, specs: Iterable[AnySpec]) -> None:
+        self._specs: dict[str, AnySpec] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"letter {spec.name!r} declared twice")
+            self._specs[spec.name] = spec
+
+    def __iter__(self) -> Any:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def get(self, name: str) -> AnySpec:
+        return self._specs[name]
+
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def triggered_by(self, event: AnyEvent) -> list[AnySpec]:
+        return [s for s in self._specs.values() if s.triggered_by(event)]
+
+    def cancelled_by(self, event_type: str) -> list[AnySpec]:
+        return [s for s in self._specs.values() if event_type in s.cancelled_by]
+
+    def involved(self, event_type: str) -> list[AnySpec]:
+        """Letters an event type may trigger or cancel (before looking at the payload)."""
+        return [
+            s
+            for s in self._specs.values()
+            if event_type in s.cancelled_by or any(t.event_type == event_type for t in s.triggers)
+        ]

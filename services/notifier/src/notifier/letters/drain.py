@@ -1,0 +1,451 @@
+"""Delivery: claim due letters in batches, send each batch in one gateway call, record results.
+
+Race-proof against cancellation (docs/decisions/0020-race-proof-cancellation.md): a claimed
+batch is sent inside a transaction that first locks its rows ``FOR UPDATE`` (still ``sending``,
+still under this claim's lease token), and records the results before committing. A cancel that
+committed first removed its rows from the batch; a cancel that comes later waits for the lock and
+then finds them ``sent``. A crash leaves rows ``sending``; after the lease they are claimed again
+and the gateway answers the repeated idempotency key (``letter-<id>``) with its first result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from notifier_common.db import session_scope
+from notifier_common.logging import get_logger
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from notifier.clock import Clock
+from notifier.enrichment import Balance, Contract, UpstreamNotFound
+from notifier.gateway_client import (
+    GatewayClient,
+    GatewayItem,
+    GatewayMessage,
+    GatewayRecipient,
+    GatewayResult,
+)
+from notifier.letters import repository
+from notifier.letters.catalog import Catalog, SendFacts
+from notifier.letters.definitions import LETTERS
+from notifier.letters.repository import Claimed
+from notifier.letters.service import Enricher
+from notifier.letters.settings_service import EffectiveSettings, effective
+from notifier.letters.timing import is_expired
+from notifier.models import AttemptOutcome, LetterStatus
+
+log = get_logger("notifier.letters.drain")
+
+
+class RenderedLetter(Protocol):
+    @property
+    def subject(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+
+
+Renderer = Callable[[str, str, Mapping[str, Any]], RenderedLetter]
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    batch_size: int = 500
+    lease: timedelta = timedelta(seconds=120)
+    max_attempts: int = 8
+    backoff_base: float = 60.0
+    backoff_cap: float = 3600.0
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "change-me-in-production"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happens to one claimed letter."""
+
+    status: LetterStatus
+    attempt: AttemptOutcome | None = None
+    send_at: datetime | None = None
+    sent_at: datetime | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    code: str | None = None
+    error: str | None = None
+    skip_reason: str | None = None
+    status_code: int | None = None
+    duration_ms: int | None = None
+
+
+@dataclass
+class BatchReport:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    expired: int = 0
+    lost: int = 0  # cancelled (or reclaimed) between claim and send
+
+    def add(self, other: BatchReport) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def count(self, status: LetterStatus) -> None:
+        names = {
+            LetterStatus.sent: "sent",
+            LetterStatus.scheduled: "retried",
+            LetterStatus.failed: "failed",
+            LetterStatus.skipped: "skipped",
+            LetterStatus.expired: "expired",
+        }
+        setattr(self, names[status], getattr(self, names[status]) + 1)
+
+
+@dataclass
+class DrainReport(BatchReport):
+    batches: int = 0
+    batch_reports: list[BatchReport] = field(default_factory=list, repr=False)
+
+
+def idempotency_key(letter_id: int) -> str:
+    return f"letter-{letter_id}"
+
+
+def unsubscribe_url(config: DeliveryConfig, letter_id: int, recipient: str) -> str:
+    """A stable signed link (same letter -> same URL, so a repeated send has the same body)."""
+    sig = hmac.new(
+        config.secret_key.encode(), f"{letter_id}:{recipient}".encode(), hashlib.sha256
+    ).hexdigest()[:32]
+    return f"{config.public_url.rstrip('/')}/v1/unsubscribe/{letter_id}.{sig}"
+
+
+def render_context(claimed: Claimed, config: DeliveryConfig) -> dict[str, Any]:
+    """The stored snapshot with the letter's id and its unsubscribe link filled in."""
+    context = dict(claimed.context)
+    context["letter"] = {"name": claimed.letter, "id": claimed.id}
+    context["links"] = {
+        **context.get("links", {}),
+        "unsubscribe_url": unsubscribe_url(config, claimed.id, claimed.recipient),
+    }
+    return context
+
+
+def backoff(attempt: int, config: DeliveryConfig, *, retry_after: float | None = None) -> float:
+    """Exponential with jitter in [half, full] of base * 2**(attempt-1), capped; >= retry_after."""
+    ceiling = min(config.backoff_cap, config.backoff_base * 2 ** max(0, attempt - 1))
+    return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
+
+
+class LetterSender:
+    """Claims and delivers letters; one per worker process (kept in the arq ctx)."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        gateway: GatewayClient,
+        enricher: Enricher,
+        render: Renderer,
+        config: DeliveryConfig,
+        clock: Clock,
+        catalog: Catalog = LETTERS,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.gateway = gateway
+        self.enricher = enricher
+        self.render = render
+        self.config = config
+        self.clock = clock
+        self.catalog = catalog
+
+    # ---- entry points ---------------------------------------------------------------------
+
+    async def drain(self, *, now: datetime | None = None, max_batches: int = 10_000) -> DrainReport:
+        """Claim and deliver batches until nothing is due at ``now``."""
+        at = now or self.clock()
+        report = DrainReport()
+        for _ in range(max_batches):
+            claimed = await self.claim(now=at)
+            if not claimed:
+                break
+            batch = await self.deliver(claimed, now=at)
+            report.batches += 1
+            report.add(batch)
+        if report.batches:
+            log.info("letters.drained", **_counts(report), batches=report.batches)
+        return report
+
+    async def send_now(self, letter_ids: Sequence[int]) -> BatchReport:
+        """The after-commit immediate send of freshly created letters (the drain is the net)."""
+        now = self.clock()
+        token = uuid.uuid4()
+        async with session_scope(self.sessionmaker) as session:
+            claimed = await repository.claim_ids(
+                session, letter_ids, now=now, lease_until=now + self.config.lease, token=token
+            )
+        return await self.deliver(claimed, now=now)
+
+    async def claim(self, *, now: datetime) -> list[Claimed]:
+        async with session_scope(self.sessionmaker) as session:
+            return await repository.claim_due(
+                session,
+                now=now,
+                lease_until=now + self.config.lease,
+                token=uuid.uuid4(),
+                limit=self.config.batch_size,
+            )
+
+    async def deliver(self, claimed: Sequence[Claimed], *, now: datetime) -> BatchReport:
+        """Decide, send in one gateway call and record — under row locks (see module doc)."""
+        report = BatchReport(claimed=len(claimed))
+        if not claimed:
+            return report
+        results, items = await self._prepare(claimed, now=now)
+        by_id = {c.id: c for c in claimed}
+        async with session_scope(self.sessionmaker) as session:
+            live = await repository.lock_claimed(session, list(by_id), claimed[0].lease_token)
+            report.lost = len(claimed) - len(live)
+            to_send = [items[i] for i in sorted(live) if i in items]
+            answers = await self.gateway.send_batch(to_send) if to_send else {}
+            for letter_id in live:
+                if letter_id in items:
+                    results[letter_id] = self._from_gateway(
+                        by_id[letter_id], answers[idempotency_key(letter_id)], now=now
+                    )
+            await self._record(session, [(by_id[i], results[i]) for i in sorted(live)], now=now)
+        for letter_id in live:
+            report.count(results[letter_id].status)
+        log.info("letters.drain_batch", **_counts(report))
+        return report
+
+    # ---- deciding -------------------------------------------------------------------------
+
+    async def _prepare(
+        self, claimed: Sequence[Claimed], *, now: datetime
+    ) -> tuple[dict[int, Result], dict[int, GatewayItem]]:
+        names = sorted({c.letter for c in claimed if c.letter in self.catalog})
+        async with self.sessionmaker() as session:
+            settings = await effective(session, names, catalog=self.catalog)
+        rechecks = await self._rechecks([c for c in claimed if not is_expired(c.expires_at, now)])
+        results: dict[int, Result] = {}
+        items: dict[int, GatewayItem] = {}
+        for c in claimed:
+            verdict = self._precheck(c, settings, rechecks, now=now)
+            if verdict is not None:
+                results[c.id] = verdict
+                continue
+            item = self._item(c)
+            if isinstance(item, Result):
+                results[c.id] = item
+            else:
+                items[c.id] = item
+        return results, items
+
+    def _precheck(
+        self,
+        c: Claimed,
+        settings: Mapping[str, EffectiveSettings],
+        rechecks: Mapping[int, Result],
+        *,
+        now: datetime,
+    ) -> Result | None:
+        if is_expired(c.expires_at, now):
+            return Result(LetterStatus.expired, error="expired before it could be sent")
+        if c.letter not in self.catalog:
+            return Result(LetterStatus.failed, error=f"letter {c.letter!r} is not in the catalog")
+        if not settings[c.letter].enabled:
+            return Result(LetterStatus.skipped, skip_reason="letter switched off")
+        verdict = rechecks.get(c.id)
+        if verdict is not None and verdict.status == LetterStatus.scheduled:
+            return self._retry(c, error=verdict.error, now=now, code=verdict.code)
+        return verdict
+
+    async def _rechecks(self, claimed: Sequence[Claimed]) -> dict[int, Result]:
+        """Re-fetch what each letter's send-time check needs (once per contract / client)."""
+        todo = [(c, spec.recheck) for c in claimed if (spec := self._spec(c)) and spec.recheck]
+        if not todo:
+            return {}
+        contracts = {c.contract_id for c, r in todo if "contract" in r.needs and c.contract_id}
+        clients = {c.client_id for c, r in todo if "balance" in r.needs}
+        limit = asyncio.Semaphore(16)
+
+        async def fetch(kind: str, key: str) -> tuple[str, str, Any]:
+            async with limit:
+                try:
+                    if kind == "contract":
+                        return kind, key, await self.enricher.contract(key, fresh=True)
+                    return kind, key, await self.enricher.balance(key, fresh=True)
+                except Exception as exc:  # classified below, per letter
+                    return kind, key, exc
+
+        fetched = await asyncio.gather(
+            *(fetch("contract", k) for k in contracts), *(fetch("balance", k) for k in clients)
+        )
+        data = {(kind, key): value for kind, key, value in fetched}
+        out: dict[int, Result] = {}
+        for c, recheck in todo:
+            contract = data.get(("contract", c.contract_id or ""))
+            balance = data.get(("balance", c.client_id))
+            for value in (contract, balance):
+                if isinstance(value, Exception):
+                    out[c.id] = _recheck_failure(value)
+                    break
+            else:
+                reason = recheck.check(
+                    SendFacts(
+                        contract=contract if isinstance(contract, Contract) else None,
+                        balance=balance if isinstance(balance, Balance) else None,
+                    )
+                )
+                if reason is not None:
+                    out[c.id] = Result(LetterStatus.skipped, skip_reason=reason)
+        return out
+
+    def _spec(self, c: Claimed) -> Any:
+        return self.catalog.get(c.letter) if c.letter in self.catalog else None
+
+    def _item(self, c: Claimed) -> GatewayItem | Result:
+        spec = self.catalog.get(c.letter)
+        context = render_context(c, self.config)
+        try:
+            rendered = self.render(spec.template_name, c.locale, context)
+        except Exception as exc:  # a template bug fails this letter, never the batch
+            log.warning("letters.render_failed", letter_id=c.id, letter=c.letter, error=str(exc))
+            return Result(
+                LetterStatus.failed,
+                attempt=AttemptOutcome.permanent,
+                code="template_error",
+                error=f"template error: {exc}",
+            )
+        client = context.get("client", {})
+        message = GatewayMessage(
+            channel=c.channel,
+            to=[GatewayRecipient(address=c.recipient, name=client.get("name"))],
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            unsubscribe_url=context["links"]["unsubscribe_url"],
+            metadata={"letter_id": c.id, "letter": c.letter, "client_id": c.client_id},
+        )
+        return GatewayItem(idempotency_key=idempotency_key(c.id), message=message)
+
+    def _from_gateway(self, c: Claimed, answer: GatewayResult, *, now: datetime) -> Result:
+        common: dict[str, Any] = {
+            "provider": answer.provider,
+            "provider_message_id": answer.provider_message_id,
+            "code": answer.code,
+            "status_code": answer.status_code,
+            "duration_ms": answer.duration_ms,
+        }
+        error = f"{answer.code}: {answer.reason}" if answer.code or answer.reason else None
+        if answer.outcome == "accepted":
+            return Result(LetterStatus.sent, AttemptOutcome.ok, sent_at=now, **common)
+        if answer.outcome == "skipped":
+            reason = answer.code or answer.reason or "skipped by the gateway"
+            return Result(
+                LetterStatus.skipped, AttemptOutcome.skipped, skip_reason=reason, **common
+            )
+        if answer.outcome == "permanent_error":
+            return Result(LetterStatus.failed, AttemptOutcome.permanent, error=error, **common)
+        return self._retry(c, error=error, retry_after=answer.retry_after, now=now, **common)
+
+    def _retry(
+        self,
+        c: Claimed,
+        *,
+        error: str | None,
+        now: datetime,
+        retry_after: float | None = None,
+        **common: Any,
+    ) -> Result:
+        """Transient failure: back to ``scheduled`` with backoff, or ``failed`` when exhausted."""
+        tries = c.attempts + 1
+        if tries >= self.config.max_attempts:
+            return Result(
+                LetterStatus.failed,
+                AttemptOutcome.transient,
+                error=f"attempts exhausted ({tries}): {error}",
+                **common,
+            )
+        delay = backoff(tries, self.config, retry_after=retry_after)
+        return Result(
+            LetterStatus.scheduled,
+            AttemptOutcome.transient,
+            send_at=now + timedelta(seconds=delay),
+            error=error,
+            **common,
+        )
+
+    # ---- recording ------------------------------------------------------------------------
+
+    async def _record(
+        self, session: AsyncSession, outcomes: Sequence[tuple[Claimed, Result]], *, now: datetime
+    ) -> None:
+        updates: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        for c, r in outcomes:
+            tries = c.attempts + (1 if r.attempt is not None else 0)
+            updates.append(
+                {
+                    "id": c.id,
+                    "status": r.status,
+                    "send_at": r.send_at or c.send_at,
+                    "sent_at": r.sent_at,
+                    "provider_message_id": r.provider_message_id,
+                    "last_error": r.error[:2000] if r.error else None,
+                    "skip_reason": r.skip_reason[:200] if r.skip_reason else None,
+                    "attempts": tries,
+                    "lease_until": None,
+                    "lease_token": None,
+                    "updated_at": now,
+                }
+            )
+            if r.attempt is not None:
+                attempts.append(
+                    {
+                        "letter_id": c.id,
+                        "try_number": tries,
+                        "outcome": r.attempt,
+                        "status_code": r.status_code,
+                        "code": r.code,
+                        "error": r.error[:2000] if r.error else None,
+                        "provider": r.provider,
+                        "provider_message_id": r.provider_message_id,
+                        "duration_ms": r.duration_ms,
+                        "created_at": now,
+                    }
+                )
+        await repository.update_letters(session, updates)
+        await repository.insert_attempts(session, attempts)
+
+
+def _recheck_failure(exc: Exception) -> Result:
+    if isinstance(exc, UpstreamNotFound):
+        return Result(LetterStatus.skipped, skip_reason=f"recheck: {exc}"[:200])
+    return Result(
+        LetterStatus.scheduled,
+        AttemptOutcome.transient,
+        code="recheck_unavailable",
+        error=f"recheck failed: {exc}",
+    )
+
+
+def _counts(report: BatchReport) -> dict[str, int]:
+    return {
+        "claimed": report.claimed,
+        "sent": report.sent,
+        "retried": report.retried,
+        "failed": report.failed,
+        "skipped": report.skipped,
+        "expired": report.expired,
+        "lost": report.lost,
+    }

@@ -1,0 +1,398 @@
+"""Every SQL query of the letter engine. Only flushes; the caller's session_scope commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, String, and_, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifier.models import (
+    Attempt,
+    Letter,
+    LetterCancellation,
+    LetterSetting,
+    LetterSettingAudit,
+    LetterState,
+    LetterStatus,
+)
+
+PENDING = (LetterStatus.scheduled, LetterStatus.sending)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A letter this worker holds in ``sending`` under ``lease_token``."""
+
+    id: int
+    letter: str
+    client_id: str
+    contract_id: str | None
+    channel: str
+    recipient: str
+    locale: str
+    context: dict[str, Any]
+    attempts: int
+    send_at: datetime
+    expires_at: datetime | None
+    lease_token: uuid.UUID
+
+
+# ---- event processing ---------------------------------------------------------------------
+
+
+async def lock_client(session: AsyncSession, client_id: str) -> None:
+    """Serialise triggers and cancellations of one client until the transaction ends."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"notifier.letters:{client_id}"},
+    )
+
+
+async def latest_cancellations(
+    session: AsyncSession, letters: Sequence[str], subjects: Sequence[str]
+) -> list[LetterCancellation]:
+    if not letters or not subjects:
+        return []
+    stmt = select(LetterCancellation).where(
+        LetterCancellation.letter.in_(letters), LetterCancellation.subject.in_(subjects)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def record_cancellations(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Upsert (letter, subject) -> the cancelling event; ``occurred_at`` only moves forward."""
+    if not rows:
+        return
+    stmt = insert(LetterCancellation).values(list(rows))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[LetterCancellation.letter, LetterCancellation.subject],
+        set_={
+            "occurred_at": stmt.excluded.occurred_at,
+            "event_id": stmt.excluded.event_id,
+            "event_type": stmt.excluded.event_type,
+            "updated_at": func.now(),
+        },
+        where=LetterCancellation.occurred_at < stmt.excluded.occurred_at,
+    )
+    await session.execute(stmt)
+
+
+_CANCEL_SQL = """
+WITH target AS (
+    SELECT id FROM notifier.letters
+    WHERE letter = ANY(:letters) AND {column} = :value
+      AND status IN ('scheduled', 'sending') AND triggered_at <= :occurred_at
+    ORDER BY id
+    FOR UPDATE
+)
+UPDATE notifier.letters AS l
+SET status = 'cancelled', cancel_reason = :reason, cancelled_by_event_id = :event_id,
+    lease_until = NULL, lease_token = NULL, updated_at = :now
+FROM target
+WHERE l.id = target.id
+RETURNING l.id
+"""
+
+
+async def cancel_pending(
+    session: AsyncSession,
+    *,
+    letters: Sequence[str],
+    column: str,
+    value: str,
+    occurred_at: datetime,
+    event_id: uuid.UUID,
+    reason: str,
+    now: datetime,
+) -> list[int]:
+    """Cancel scheduled *and* sending letters (rows locked in id order, like the drain does).
+
+    A row a drain holds is waited for: if it got sent meanwhile, it no longer matches.
+    """
+    if column not in ("client_id", "contract_id"):
+        raise ValueError(column)
+    stmt = text(_CANCEL_SQL.format(column=column)).bindparams(
+        bindparam("letters", type_=ARRAY(String())),
+    )
+    result = await session.execute(
+        stmt,
+        {
+            "letters": list(letters),
+            "value": value,
+            "occurred_at": occurred_at,
+            "reason": reason[:200],
+            "event_id": event_id,
+            "now": now,
+        },
+    )
+    return [row[0] for row in result]
+
+
+async def get_states(
+    session: AsyncSession, letters: Sequence[str], client_id: str
+) -> dict[str, LetterState]:
+    if not letters:
+        return {}
+    stmt = select(LetterState).where(
+        LetterState.letter.in_(letters), LetterState.client_id == client_id
+    )
+    return {s.letter: s for s in (await session.execute(stmt)).scalars()}
+
+
+async def save_states(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = insert(LetterState).values(list(rows))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[LetterState.letter, LetterState.client_id],
+        set_={
+            "armed": stmt.excluded.armed,
+            "last_fired_at": stmt.excluded.last_fired_at,
+            "last_event_at": stmt.excluded.last_event_at,
+            "last_level": stmt.excluded.last_level,
+            "updated_at": func.now(),
+        },
+    )
+    await session.execute(stmt)
+
+
+async def insert_letters(
+    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[int, LetterStatus, datetime]]:
+    """INSERT ... ON CONFLICT DO NOTHING (unique event/letter/recipient and dedup key)."""
+    if not rows:
+        return []
+    stmt = (
+        insert(Letter)
+        .values(list(rows))
+        .on_conflict_do_nothing()
+        .returning(Letter.id, Letter.status, Letter.send_at)
+    )
+    return [(r.id, r.status, r.send_at) for r in (await session.execute(stmt)).all()]
+
+
+# ---- delivery -----------------------------------------------------------------------------
+
+_CLAIM_DUE_SQL = """
+WITH due AS (
+    SELECT id FROM notifier.letters
+    WHERE status = 'scheduled' AND send_at <= :now
+    ORDER BY send_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), stale AS (
+    SELECT id FROM notifier.letters
+    WHERE status = 'sending' AND lease_until <= :now
+    ORDER BY lease_until
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE notifier.letters AS l
+SET status = 'sending', lease_until = :lease_until, lease_token = :token, updated_at = :now
+WHERE l.id IN (SELECT id FROM due UNION ALL SELECT id FROM stale)
+RETURNING l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
+    l.context, l.attempts, l.send_at, l.expires_at, l.lease_token
+"""
+
+_CLAIM_IDS_SQL = """
+UPDATE notifier.letters AS l
+SET status = 'sending', lease_until = :lease_until, lease_token = :token, updated_at = :now
+WHERE l.id IN (
+    SELECT id FROM notifier.letters
+    WHERE id = ANY(:ids) AND status = 'scheduled' AND send_at <= :now
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
+    l.context, l.attempts, l.send_at, l.expires_at, l.lease_token
+"""
+
+
+def _claimed(rows: Iterable[Any]) -> list[Claimed]:
+    return [Claimed(**row._mapping) for row in rows]
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    token: uuid.UUID,
+    limit: int,
+) -> list[Claimed]:
+    """Claim due scheduled letters and letters whose lease ran out (a crashed worker's)."""
+    result = await session.execute(
+        text(_CLAIM_DUE_SQL),
+        {"now": now, "lease_until": lease_until, "token": token, "limit": limit},
+    )
+    return _claimed(result)
+
+
+async def claim_ids(
+    session: AsyncSession,
+    ids: Sequence[int],
+    *,
+    now: datetime,
+    lease_until: datetime,
+    token: uuid.UUID,
+) -> list[Claimed]:
+    """Claim these letters if still scheduled and due (the immediate-send path)."""
+    stmt = text(_CLAIM_IDS_SQL).bindparams(bindparam("ids", type_=ARRAY(BigInteger())))
+    result = await session.execute(
+        stmt, {"ids": list(ids), "now": now, "lease_until": lease_until, "token": token}
+    )
+    return _claimed(result)
+
+
+async def lock_claimed(session: AsyncSession, ids: Sequence[int], token: uuid.UUID) -> set[int]:
+    """Lock the claimed rows still ours and still ``sending`` (a cancel that won is excluded)."""
+    stmt = (
+        select(Letter.id)
+        .where(
+            Letter.id.in_(ids),
+            Letter.status == LetterStatus.sending,
+            Letter.lease_token == token,
+        )
+        .order_by(Letter.id)
+        .with_for_update()
+    )
+    return set((await session.execute(stmt)).scalars())
+
+
+async def update_letters(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk UPDATE by primary key (executemany); every row carries the same keys."""
+    if rows:
+        await session.execute(update(Letter), list(rows))
+
+
+async def insert_attempts(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(Attempt), list(rows))
+
+
+# ---- settings -----------------------------------------------------------------------------
+
+
+async def settings_rows(
+    session: AsyncSession, letters: Sequence[str] | None = None
+) -> dict[str, LetterSetting]:
+    stmt = select(LetterSetting)
+    if letters is not None:
+        stmt = stmt.where(LetterSetting.letter.in_(letters))
+    return {s.letter: s for s in (await session.execute(stmt)).scalars()}
+
+
+async def setting_for_update(session: AsyncSession, letter: str) -> LetterSetting | None:
+    stmt = select(LetterSetting).where(LetterSetting.letter == letter).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def upsert_setting(
+    session: AsyncSession,
+    *,
+    letter: str,
+    enabled: bool,
+    params: dict[str, Any],
+    updated_by: str,
+) -> LetterSetting:
+    values = {"enabled": enabled, "params": params, "updated_by": updated_by}
+    stmt = (
+        insert(LetterSetting)
+        .values(letter=letter, **values)
+        .on_conflict_do_update(
+            index_elements=[LetterSetting.letter], set_={**values, "updated_at": func.now()}
+        )
+        .returning(LetterSetting)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def insert_setting_audit(
+    session: AsyncSession,
+    *,
+    letter: str,
+    changed_by: str,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+) -> None:
+    await session.execute(
+        insert(LetterSettingAudit).values(letter=letter, changed_by=changed_by, old=old, new=new)
+    )
+
+
+async def setting_audit(session: AsyncSession, letter: str) -> list[LetterSettingAudit]:
+    stmt = (
+        select(LetterSettingAudit)
+        .where(LetterSettingAudit.letter == letter)
+        .order_by(LetterSettingAudit.changed_at.desc(), LetterSettingAudit.id.desc())
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+# ---- reads for the operator API -----------------------------------------------------------
+
+
+async def get_letter(session: AsyncSession, letter_id: int) -> Letter | None:
+    return await session.get(Letter, letter_id)
+
+
+async def attempts_of(session: AsyncSession, letter_id: int) -> list[Attempt]:
+    stmt = select(Attempt).where(Attempt.letter_id == letter_id).order_by(Attempt.try_number)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def list_letters(
+    session: AsyncSession,
+    *,
+    client_id: str | None = None,
+    letter: str | None = None,
+    status: LetterStatus | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+    limit: int = 50,
+) -> list[Letter]:
+    """Newest first; ``after`` = (created_at, id) of the last row of the previous page."""
+    stmt = select(Letter)
+    if client_id is not None:
+        stmt = stmt.where(Letter.client_id == client_id)
+    if letter is not None:
+        stmt = stmt.where(Letter.letter == letter)
+    if status is not None:
+        stmt = stmt.where(Letter.status == status)
+    if created_from is not None:
+        stmt = stmt.where(Letter.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(Letter.created_at < created_to)
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(
+            or_(Letter.created_at < at, and_(Letter.created_at == at, Letter.id < last_id))
+        )
+    stmt = stmt.order_by(Letter.created_at.desc(), Letter.id.desc()).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def cancel_by_id(
+    session: AsyncSession, letter_id: int, *, reason: str, now: datetime
+) -> Letter | None:
+    """Operator cancel: scheduled or sending (waits for a drain holding it), else None."""
+    stmt = (
+        update(Letter)
+        .where(Letter.id == letter_id, Letter.status.in_(PENDING))
+        .values(
+            status=LetterStatus.cancelled,
+            cancel_reason=reason[:200],
+            lease_until=None,
+            lease_token=None,
+            updated_at=now,
+        )
+        .returning(Letter)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
