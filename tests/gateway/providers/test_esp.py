@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -313,3 +314,29 @@ class TestEspBatching:
             Outcome.accepted,
         ]
         assert route.call_count == 1
+
+
+class TestEspParallelCalls:
+    async def test_calls_in_flight_never_exceed_parallel_calls(
+        self, router: respx.MockRouter
+    ) -> None:
+        in_flight, peak = 0, 0
+
+        async def reply(request: httpx.Request) -> httpx.Response:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+            return _success()
+
+        router.post("/campaigns/trigger/send").mock(side_effect=reply)
+        provider = EspProvider("esp", {**CONFIG, "parallel_calls": 2, "batch_size": 1})
+        await provider.start()
+        try:
+            results = await provider.send_many([_message(f"u{i}") for i in range(6)])
+        finally:
+            await provider.aclose()
+
+        assert [r.outcome for r in results] == [Outcome.accepted] * 6
+        assert peak == 2

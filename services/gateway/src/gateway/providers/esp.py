@@ -36,7 +36,7 @@ class EspConfig(BaseModel):
     api_key: SecretStr
     campaign_id: str | None = Field(None, description="Used when a message has no template_ref.")
     batch_size: int = Field(50, ge=1, le=50, description="Recipients per call (Braze: 50).")
-    concurrency: int = Field(4, ge=1, le=64, description="Calls in flight at once.")
+    parallel_calls: int = Field(4, ge=1, le=64, description="Calls in flight at once.")
     timeout: float = Field(10.0, gt=0)
 
 
@@ -60,7 +60,7 @@ class EspProvider(Provider):
         self._client = create_http_client(
             base_url=self.settings.base_url.rstrip("/"),
             timeout=self.settings.timeout,
-            max_connections=self.settings.concurrency,
+            max_connections=self.settings.parallel_calls,
             headers={"Authorization": f"Bearer {self.settings.api_key.get_secret_value()}"},
         )
 
@@ -75,7 +75,7 @@ class EspProvider(Provider):
     async def send_many(self, messages: Sequence[Message]) -> list[SendResult]:
         results: list[SendResult | None] = [self._precheck(m) for m in messages]
         calls = self._plan([(i, m) for i, m in enumerate(messages) if results[i] is None])
-        limit = asyncio.Semaphore(self.settings.concurrency)
+        limit = asyncio.Semaphore(self.settings.parallel_calls)
 
         async def run(call: _Call) -> SendResult:
             async with limit:
