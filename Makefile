@@ -4,10 +4,10 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 QUICK ?=
 
-.PHONY: help install run test lint fmt migrate bench openapi
+.PHONY: help install run test lint fmt migrate bench openapi settings-doc
 
 help:
-	@echo "make run | test | lint | fmt | migrate | bench [QUICK=1] | openapi"
+	@echo "make run | test | lint | fmt | migrate | bench [QUICK=1] | openapi | settings-doc"
 
 $(UV):
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q --user uv || python3 -m pip install -q uv
@@ -38,3 +38,6 @@ openapi: install
 
 bench: install
 	uv run python -m bench.run $(if $(QUICK),--quick,)
+
+settings-doc: install  ## regenerate README's configuration table and .env.example
+	uv run python -m deploy.settings_doc --write
