@@ -21,6 +21,7 @@ from notifier_common.ops import (
 from notifier.config.endpoints import router as config_router
 from notifier.events.endpoints import router as events_router
 from notifier.operator.endpoints import router as operator_router
+from notifier.operator.endpoints import tools as operator_tools_router
 from notifier.settings import NotifierSettings, get_settings
 from notifier.worker import start_clients
 
@@ -76,5 +77,6 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app.include_router(ops_router(_checks))
     app.include_router(events_router)
     app.include_router(operator_router)
+    app.include_router(operator_tools_router)
     app.include_router(config_router)
     return app

@@ -5,24 +5,33 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from notifier_common.errors import problem_responses
 from pydantic import AwareDatetime
 
-from notifier.api.deps import LettersReader, LettersWriter, Session
+from notifier.api.deps import Clients, LettersReader, LettersWriter, Session, Settings
+from notifier.events.schemas import EXAMPLE_EVENT
+from notifier.letters.service import PlanConfig
 from notifier.models import LetterOrigin, LetterStatus
-from notifier.operator import service
+from notifier.operator import dryrun, sending, service
 from notifier.operator.repository import LetterQuery
 from notifier.operator.schemas import (
     CancelRequest,
+    DryRunResult,
     LetterDetail,
     LetterOut,
     LetterPage,
+    PreviewRequest,
+    PreviewResult,
+    ResendRequest,
     RetryRequest,
     RetryResult,
+    SendRequest,
+    SendResult,
 )
 
 router = APIRouter(prefix="/v1", tags=["letters"])
+tools = APIRouter(prefix="/v1", tags=["dry run and preview"])
 
 NO_NUL = r"^[^\x00]+$"
 LetterId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Letter id.", examples=[1042])]
@@ -144,3 +153,117 @@ async def retry_letters(
     return await service.retry(
         session, body.filter, dry_run=body.dry_run, cap=body.max, by=principal.name
     )
+
+
+def engine_inputs(clients: Clients, settings: Settings) -> tuple[Any, PlanConfig, Any]:
+    from notifier.worker import plan_config
+
+    return clients["enrichment"], plan_config(settings), clients["clock"]()
+
+
+EngineInputs = Annotated[tuple[Any, PlanConfig, Any], Depends(engine_inputs)]
+
+
+@router.post(
+    "/letters/{letter_id}:resend",
+    response_model=LetterOut,
+    status_code=201,
+    summary="Resend a letter",
+    description=(
+        "Creates a new letter (origin `resend`, `resend_of` = this id, `created_by` = your token "
+        "name) to the same recipient, due now. Rendered from the stored context snapshot, or "
+        "with `fresh: true` from data fetched again upstream. A pending letter (`scheduled` or "
+        "`sending`) answers 409; a template that no longer renders answers 422."
+    ),
+    responses=problem_responses(404, 409, 503),
+)
+async def resend_letter(
+    letter_id: LetterId,
+    session: Session,
+    principal: LettersWriter,
+    inputs: EngineInputs,
+    body: Annotated[ResendRequest | None, Body()] = None,
+) -> LetterOut:
+    enricher, config, now = inputs
+    return await sending.resend(
+        session,
+        letter_id,
+        fresh=(body or ResendRequest()).fresh,
+        enricher=enricher,
+        config=config,
+        by=principal.name,
+        now=now,
+    )
+
+
+@router.post(
+    "/letters:send",
+    response_model=SendResult,
+    status_code=201,
+    summary="Send a catalog letter to a client by hand",
+    description=(
+        "Only letters in the catalog (422 otherwise) that are switched on (409 otherwise). The "
+        "client's data is fetched upstream, the letter's condition evaluated (409 when it fails, "
+        "unless `bypass_conditions` — the admin bypass), and one letter per recipient address is "
+        "created with origin `manual` and `created_by` = your token name, due now. Suppressed "
+        "addresses are never bypassed: the gateway skips them at send time."
+    ),
+    responses=problem_responses(409, 503),
+)
+async def send_letter(
+    body: SendRequest, session: Session, principal: LettersWriter, inputs: EngineInputs
+) -> SendResult:
+    enricher, config, now = inputs
+    return await sending.manual_send(
+        session, body, enricher=enricher, config=config, by=principal.name, now=now
+    )
+
+
+_DRY_RUN_BODY: Any = Body(
+    ...,
+    description="An event as it would be published to `POST /v1/events`.",
+    openapi_examples={"balance": {"summary": "A balance drop", "value": EXAMPLE_EVENT}},
+)
+
+
+@tools.post(
+    "/events:dry-run",
+    response_model=DryRunResult,
+    summary="What an event would do, without doing it",
+    description=(
+        "Runs the letter engine's planning on the event: which letters it would schedule (for "
+        "when, with quiet-hour shifts, rendered previews) or skip (which condition failed), and "
+        "which pending letters it would cancel. Nothing is stored and nothing is queued; "
+        "upstream data is fetched over HTTP (read-only)."
+    ),
+    responses=problem_responses(503),
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}
+    },
+)
+async def dry_run(
+    session: Session, _: LettersReader, inputs: EngineInputs, body: dict[str, Any] = _DRY_RUN_BODY
+) -> DryRunResult:
+    enricher, config, now = inputs
+    return await dryrun.dry_run(session, body, enricher=enricher, config=config, now=now)
+
+
+@tools.post(
+    "/templates/{letter}:preview",
+    response_model=PreviewResult,
+    summary="Render a letter for a client and locale",
+    description=(
+        "Renders subject, HTML and text from the client's current data (when `client_id` is "
+        "given) merged with `context_overrides`. A render error answers 422 with the message."
+    ),
+    responses=problem_responses(404, 503),
+)
+async def preview_template(
+    letter: Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")],
+    body: PreviewRequest,
+    session: Session,
+    _: LettersReader,
+    inputs: EngineInputs,
+) -> PreviewResult:
+    enricher, config, now = inputs
+    return await dryrun.preview(session, letter, body, enricher=enricher, config=config, now=now)

@@ -146,3 +146,34 @@ async def cancel_if_scheduled(
         .returning(Letter.id)
     )
     return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def insert_letter(session: AsyncSession, values: dict[str, Any]) -> Letter:
+    letter = Letter(**values)
+    session.add(letter)
+    await session.flush()
+    return letter
+
+
+async def pending_matching(
+    session: AsyncSession,
+    *,
+    letters: Sequence[str],
+    column: str,
+    value: str,
+    occurred_at: datetime,
+) -> list[Letter]:
+    """What a cancelling event would cancel (read only; the engine's rule)."""
+    target = Letter.client_id if column == "client_id" else Letter.contract_id
+    stmt = (
+        select(Letter)
+        .where(
+            Letter.letter.in_(list(letters)),
+            target == value,
+            Letter.status.in_([LetterStatus.scheduled, LetterStatus.sending]),
+            Letter.triggered_at <= occurred_at,
+        )
+        .order_by(Letter.id)
+        .limit(1000)
+    )
+    return list((await session.execute(stmt)).scalars())

@@ -179,6 +179,9 @@ class SendRequest(BaseModel):
 
     letter: str = LETTER_NAME
     client_id: str = CLIENT_ID
+    contract_id: str | None = Field(
+        None, min_length=1, max_length=100, description="For letters about a contract."
+    )
     bypass_conditions: bool = Field(
         False,
         description="Skip the letter's condition (admin bypass). Suppressions still apply.",
@@ -248,6 +251,9 @@ class PreviewRequest(BaseModel):
 
     client_id: str | None = Field(
         None, min_length=1, max_length=100, description="Enrich this client's data."
+    )
+    contract_id: str | None = Field(
+        None, min_length=1, max_length=100, description="For letters about a contract."
     )
     locale: Literal["ru", "en"] | None = Field(None, description="Default: the client's locale.")
     context_overrides: dict[str, Any] = Field(

@@ -1,0 +1,205 @@
+"""Letters an operator creates: manual send of a catalog letter and resend of a letter.
+
+Both write new ``scheduled`` rows due now (origin ``manual`` / ``resend``, ``created_by`` = the
+token name); the drain delivers them like any letter (``notifier drain --now`` to not wait for
+the minute), so gateway suppressions and integration switches always apply. A bypassed manual
+send records ``context.operator.bypass_conditions`` so the send-time recheck can honour it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import structlog
+from notifier_common.errors import Conflict, NotFound, Unprocessable
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifier.letters import settings_service
+from notifier.letters.catalog import AnySpec, Facts, LetterParams
+from notifier.letters.definitions import LETTERS
+from notifier.letters.service import Enricher, PlanConfig
+from notifier.models import Letter, LetterOrigin, LetterStatus
+from notifier.operator import context as ctx
+from notifier.operator import repository
+from notifier.operator.schemas import ConditionOut, LetterOut, SendRequest, SendResult
+
+log = structlog.stdlib.get_logger("notifier.operator")
+
+RESENDABLE = frozenset(
+    {
+        LetterStatus.sent,
+        LetterStatus.failed,
+        LetterStatus.cancelled,
+        LetterStatus.skipped,
+        LetterStatus.expired,
+    }
+)
+
+
+def _catalog_spec(name: str) -> AnySpec:
+    if name not in LETTERS:
+        raise Unprocessable(
+            f"letter {name!r} is not in the catalog",
+            errors=[
+                {"loc": "body.letter", "msg": "not a configured letter", "type": "value_error"}
+            ],
+        )
+    return LETTERS.get(name)
+
+
+def evaluate_condition(spec: AnySpec, facts: Facts, params: LetterParams) -> ConditionOut:
+    """The letter's condition on current data; a balance rule checks the level now (the
+    crossing and frequency state belong to events and are not touched)."""
+    try:
+        reason = spec.condition(facts, params)
+        if reason is None and spec.frequency is not None:
+            if facts.balance is None:
+                reason = "balance unknown"
+            else:
+                level = spec.frequency.level(facts)
+                amount = facts.balance.amount
+                below = amount <= level if spec.frequency.inclusive else amount < level
+                if not below:
+                    reason = f"balance {amount} is not below the level {level}"
+    except Exception as exc:  # a condition that needs event data cannot judge a manual send
+        reason = f"condition cannot be evaluated without an event: {type(exc).__name__}"
+    return ConditionOut(name=f"{spec.name}.condition", passed=reason is None, reason=reason)
+
+
+def _row(
+    spec: AnySpec,
+    *,
+    client_id: str,
+    contract_id: str | None,
+    recipient: str,
+    locale: str,
+    context: dict[str, Any],
+    origin: LetterOrigin,
+    by: str,
+    now: datetime,
+    resend_of: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "event_id": None,
+        "letter": spec.name,
+        "client_id": client_id,
+        "contract_id": contract_id,
+        "channel": spec.channel,
+        "recipient": recipient,
+        "locale": locale,
+        "context": context,
+        "status": LetterStatus.scheduled,
+        "triggered_at": now,
+        "send_at": now,
+        "expires_at": None,
+        "dedup_key": None,
+        "origin": origin,
+        "created_by": by,
+        "resend_of": resend_of,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def manual_send(
+    session: AsyncSession,
+    req: SendRequest,
+    *,
+    enricher: Enricher,
+    config: PlanConfig,
+    by: str,
+    now: datetime,
+) -> SendResult:
+    spec = _catalog_spec(req.letter)
+    if req.context_overrides and ctx.has_nul(req.context_overrides):
+        raise Unprocessable("context_overrides must not contain U+0000")
+    eff = (await settings_service.effective(session, [spec.name]))[spec.name]
+    if not eff.enabled:
+        raise Conflict(f"letter {spec.name} is switched off; enable it first")
+    facts = await ctx.facts_for(
+        enricher, spec, client_id=req.client_id, contract_id=req.contract_id, now=now
+    )
+    condition = evaluate_condition(spec, facts, eff.params)
+    if not condition.passed:
+        if not req.bypass_conditions:
+            raise Conflict(f"condition not met: {condition.reason} (bypass_conditions to force)")
+        condition = condition.model_copy(update={"bypassed": True})
+    context = ctx.merge(
+        ctx.context_for(spec, facts, eff.params, config), req.context_overrides or {}
+    )
+    context["operator"] = {"by": by, "bypass_conditions": req.bypass_conditions}
+    locale = facts.client.locale
+    ctx.render(spec, locale, context, letter_id=None)
+    created: list[Letter] = []
+    cid = req.contract_id or (facts.contract.id if facts.contract else None)
+    for address in dict.fromkeys(facts.client.emails):
+        row = _row(
+            spec,
+            client_id=req.client_id,
+            contract_id=cid,
+            recipient=address,
+            locale=locale,
+            context=context,
+            origin=LetterOrigin.manual,
+            by=by,
+            now=now,
+        )
+        created.append(await repository.insert_letter(session, row))
+    log.info("operator.manual_send", letter=spec.name, client_id=req.client_id, by=by)
+    return SendResult(
+        letters=[LetterOut.model_validate(letter) for letter in created], condition=condition
+    )
+
+
+async def resend(
+    session: AsyncSession,
+    letter_id: int,
+    *,
+    fresh: bool,
+    enricher: Enricher,
+    config: PlanConfig,
+    by: str,
+    now: datetime,
+) -> LetterOut:
+    """A new letter linked by ``resend_of``, from the stored snapshot or fresh enrichment,
+    to the same recipient. Pending letters (scheduled / sending) answer 409."""
+    original = await repository.get_letter(session, letter_id, lock=True)
+    if original is None:
+        raise NotFound(f"letter {letter_id} does not exist")
+    if original.status not in RESENDABLE:
+        raise Conflict(
+            f"letter {letter_id} is {original.status.value}: it is still pending; "
+            "cancel it or wait for it to finish"
+        )
+    spec = _catalog_spec(original.letter)
+    context = dict(original.context or {})
+    if fresh:
+        eff = (await settings_service.effective(session, [spec.name]))[spec.name]
+        facts = await ctx.facts_for(
+            enricher,
+            spec,
+            client_id=original.client_id,
+            contract_id=original.contract_id,
+            now=now,
+        )
+        rebuilt = ctx.context_for(spec, facts, eff.params, config)
+        rebuilt["event"] = context.get("event", rebuilt["event"])  # keep what triggered it
+        context = rebuilt
+    context["operator"] = {"by": by, "resend_of": letter_id, "fresh": fresh}
+    ctx.render(spec, original.locale, context, letter_id=None)
+    row = _row(
+        spec,
+        client_id=original.client_id,
+        contract_id=original.contract_id,
+        recipient=original.recipient,
+        locale=original.locale,
+        context=context,
+        origin=LetterOrigin.resend,
+        by=by,
+        now=now,
+        resend_of=original.id,
+    )
+    letter = await repository.insert_letter(session, row)
+    log.info("operator.resend", letter_id=letter_id, new_letter_id=letter.id, by=by, fresh=fresh)
+    return LetterOut.model_validate(letter)
