@@ -113,3 +113,9 @@ class TestExpiry:
     def test_no_expiry_never_expires(self) -> None:
         assert expires_at(utc(2026, 5, 1), None) is None
         assert not is_expired(None, utc(2099, 1, 1))
+
+
+def test_immediately_means_when_processed_even_if_the_producer_clock_is_ahead() -> None:
+    now = utc(2026, 5, 1, 10, 0)
+    ahead = now + timedelta(seconds=30)
+    assert send_at(ahead, Immediately(), tz=MOSCOW, quiet=QUIET, not_before=now) == now

@@ -16,7 +16,7 @@ import hmac
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -96,7 +96,7 @@ class BatchReport:
     lost: int = 0  # cancelled (or reclaimed) between claim and send
 
     def add(self, other: BatchReport) -> None:
-        for name in self.__dataclass_fields__:
+        for name in BatchReport.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def count(self, status: LetterStatus) -> None:
@@ -113,7 +113,6 @@ class BatchReport:
 @dataclass
 class DrainReport(BatchReport):
     batches: int = 0
-    batch_reports: list[BatchReport] = field(default_factory=list, repr=False)
 
 
 def idempotency_key(letter_id: int) -> str:

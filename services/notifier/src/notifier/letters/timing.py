@@ -92,8 +92,8 @@ def send_at(
     if trigger_at.tzinfo is None:
         raise ValueError("trigger_at must be timezone-aware")
     due = planned_at(trigger_at, timing, tz)
-    if not_before is not None and due < not_before:
-        due = not_before
+    if not_before is not None and (due < not_before or isinstance(timing, Immediately)):
+        due = not_before  # never in the past; "immediately" = when processed (producer skew)
     return outside_quiet_hours(due, tz, quiet).astimezone(UTC)
 
 
