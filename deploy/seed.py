@@ -6,21 +6,24 @@ with ``async with ctx.session() as session`` and records anything worth printing
 ``ctx.notes``. Tokens are stored hashed, so the raw development tokens are remembered in
 ``<state dir>/dev-tokens.json`` and reused while they are still active in the database.
 
-``python -m deploy.seed`` seeds the database at ``NOTIFIER_DATABASE_URL``.
+``python -m deploy.seed`` seeds the database at ``NOTIFIER_DATABASE_URL`` (docker compose runs it
+as the one-shot ``seed`` service) and prints the tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from notifier_common.auth import TokenRepository
+from notifier_common.auth import TokenRepository, hash_token
 from notifier_common.db import create_engine, create_sessionmaker, session_scope
+from notifier_common.settings import DEFAULT_SECRET
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 DEV_TOKEN_NAME = "dev"
@@ -78,6 +81,17 @@ async def ensure_token(
     return raw
 
 
+async def ensure_given_token(
+    ctx: SeedContext, *, raw: str, model: Any, name: str, scopes: Sequence[str]
+) -> str:
+    """Register a token chosen outside (an env var shared with another container) if missing."""
+    repository = TokenRepository(model)
+    async with ctx.session() as session:
+        if await repository.find_active(session, raw) is None:
+            session.add(model(name=name, token_hash=hash_token(raw), scopes=sorted(set(scopes))))
+    return raw
+
+
 async def dev_api_token(ctx: SeedContext) -> None:
     """A notifier API token named ``dev`` with every scope."""
     from notifier.cli import SCOPES
@@ -89,9 +103,19 @@ async def dev_api_token(ctx: SeedContext) -> None:
 
 
 async def gateway_token(ctx: SeedContext) -> None:
-    """The token the notifier presents at the gateway (``NOTIFIER_GATEWAY_TOKEN``)."""
+    """The token the notifier presents at the gateway (``NOTIFIER_GATEWAY_TOKEN``).
+
+    If ``NOTIFIER_GATEWAY_TOKEN`` is set (not the shipped default), that token is registered at
+    the gateway; otherwise one is generated and remembered.
+    """
     from gateway.models import ApiToken
 
+    given = os.environ.get("NOTIFIER_GATEWAY_TOKEN", "")
+    if given and given != DEFAULT_SECRET:  # docker compose: both sides read it from .env
+        ctx.tokens["gateway"] = await ensure_given_token(
+            ctx, raw=given, model=ApiToken, name=GATEWAY_TOKEN_NAME, scopes=GATEWAY_SCOPES
+        )
+        return
     ctx.tokens["gateway"] = await ensure_token(
         ctx, key="gateway:notifier", model=ApiToken, name=GATEWAY_TOKEN_NAME, scopes=GATEWAY_SCOPES
     )
