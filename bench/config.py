@@ -1,0 +1,40 @@
+"""Sizes of every workload, full and ``--quick``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    runs: int = 3
+    intake_seconds: float = 30.0
+    intake_clients: int = 16
+    intake_batch: int = 100
+    processing_events: int = 50_000
+    processing_cap: float = 45.0  # seconds per run at most (rate over what finished)
+    drain_letters: int = 100_000
+    drain_smtp_letters: int = 20_000
+    latency_rate: int = 200
+    latency_seconds: float = 60.0
+    scale_due: int = 20_000
+    scale_small: int = 10_000
+    scale_big: int = 1_000_000
+
+    @classmethod
+    def make(cls, *, quick: bool) -> Config:
+        if not quick:
+            return cls(quick=False)
+        return cls(
+            quick=True,
+            intake_seconds=5.0,
+            processing_events=5_000,
+            processing_cap=6.0,
+            drain_letters=10_000,
+            drain_smtp_letters=2_000,
+            latency_seconds=10.0,
+            scale_due=5_000,
+            scale_small=10_000,
+            scale_big=100_000,
+        )

@@ -1,0 +1,206 @@
+"""The benchmark's world: PostgreSQL/Redis found or started like ``make run``, a scratch database
+created, migrated and dropped, a scratch Redis db flushed, and the env vars that point the real
+processes at them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis
+from notifier_common.devservices import (
+    Services,
+    ensure_services,
+    to_libpq,
+    with_database,
+)
+
+from bench.procs import Supervisor
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_DB = 15  # tests use 1 + xdist worker index
+QUEUE = "notifier:queue"
+
+
+def has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@dataclass
+class BenchEnv:
+    services: Services
+    database: str
+    database_url: str  # SQLAlchemy URL (asyncpg driver)
+    redis_url: str
+    work_dir: Path
+    sup: Supervisor
+    log_level: str = "INFO"
+    token: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
+    ports_meta: dict[str, str] = field(default_factory=dict)  # e.g. the gateway token
+
+    @property
+    def dsn(self) -> str:
+        """libpq DSN of the bench database (asyncpg.connect)."""
+        return to_libpq(self.database_url)
+
+    def notifier_env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "NOTIFIER_ENV": "development",
+            "NOTIFIER_DATABASE_URL": self.database_url,
+            "NOTIFIER_REDIS_URL": self.redis_url,
+            "NOTIFIER_QUEUE_NAME": QUEUE,
+            "NOTIFIER_WORKER_METRICS_PORT": "0",
+            "NOTIFIER_LOG_LEVEL": self.log_level,
+            "NOTIFIER_LOG_JSON": "true",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if "gateway" in self.ports:
+            env["NOTIFIER_GATEWAY_URL"] = f"http://127.0.0.1:{self.ports['gateway']}"
+            env["NOTIFIER_GATEWAY_TOKEN"] = self.ports_meta.get("gateway_token", "")
+        if "upstream" in self.ports:
+            upstream = f"http://127.0.0.1:{self.ports['upstream']}"
+            env["NOTIFIER_CLIENTS_SERVICE_URL"] = upstream
+            env["NOTIFIER_BILLING_SERVICE_URL"] = upstream
+        env.update(extra)
+        return env
+
+    def gateway_env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "GATEWAY_ENV": "development",
+            "GATEWAY_DATABASE_URL": self.database_url,
+            "GATEWAY_REDIS_URL": self.redis_url,
+            "GATEWAY_LOG_LEVEL": self.log_level,
+            "GATEWAY_LOG_JSON": "true",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(extra)
+        return env
+
+    # ---- helpers used by the workloads ------------------------------------------------------
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def flush_redis(self) -> None:
+        client = self.redis()
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
+    def queue_len(self) -> int:
+        client = self.redis()
+        try:
+            return int(client.zcard(QUEUE))
+        finally:
+            client.close()
+
+    def sql(self, query: str, *args: Any) -> Any:
+        """Run one statement on a fresh connection; returns fetch() rows."""
+
+        async def go() -> Any:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                return await conn.fetch(query, *args)
+            finally:
+                await conn.close()
+
+        return asyncio.run(go())
+
+    def table_exists(self, qualified: str) -> bool:
+        rows = self.sql("SELECT to_regclass($1) IS NOT NULL AS ok", qualified)
+        return bool(rows[0]["ok"])
+
+
+async def _admin(services: Services, *statements: str) -> None:
+    conn = await asyncpg.connect(services.admin_dsn)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def bench_env(*, log_level: str = "INFO", keep_db: bool = False, revision: str = "head") -> Any:
+    """Yield a ready :class:`BenchEnv`; on exit stop every process, drop the db, flush Redis."""
+    work_dir = ROOT / ".local" / "bench"
+    log_dir = work_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
+    services = ensure_services(
+        database_url=os.environ.get(
+            "NOTIFIER_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/notifier"
+        ),
+        redis_url=os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        data_dir=ROOT / ".local",
+        create_db=False,
+    )
+    database = f"notifier_bench_{os.getpid()}"
+    database_url = with_database(services.database_url, database)
+    redis_url = with_database(services.redis_url, str(REDIS_DB))
+    asyncio.run(
+        _admin(
+            services,
+            f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
+            f'CREATE DATABASE "{database}"',
+        )
+    )
+    sup = Supervisor(log_dir)
+    env = BenchEnv(services, database, database_url, redis_url, work_dir, sup, log_level)
+    try:
+        from notifier.migrate import upgrade
+
+        upgrade(database_url, revision)
+        env.flush_redis()
+        from notifier.auth.tokens import create_token
+
+        env.token = asyncio.run(
+            create_token(database_url, name="bench", scopes=["events:write", "letters:read"])
+        )
+        yield env
+    finally:
+        sup.stop_all()
+        with contextlib.suppress(Exception):
+            env.flush_redis()
+        if not keep_db:
+            with contextlib.suppress(Exception):
+                asyncio.run(_admin(services, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+def machine_info(env: BenchEnv) -> dict[str, Any]:
+    pg = env.sql("SHOW server_version")[0][0]
+    client = env.redis()
+    try:
+        info: Any = client.info("server")
+        redis_version = info.get("redis_version")
+    finally:
+        client.close()
+    return {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "postgres": pg,
+        "postgres_source": env.services.postgres_source,
+        "redis": redis_version,
+        "redis_source": env.services.redis_source,
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def dump(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,87 @@
+"""``intake``: POST /v1/events, batches of 100, 16 concurrent keep-alive clients, against the real
+notifier-api (1 uvicorn process). Value: events/s accepted **and durable** (jobs counted in the
+Redis queue zset afterwards). Baseline: a bare FastAPI 202 route (bench/bare_app.py) under the
+same uvicorn settings and the same load generator, in events/s (requests x batch)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from bench import loadgen, stats
+from bench.config import Config
+from bench.env import BenchEnv
+from bench.procs import free_port, script, wait_http
+
+
+def start_api(env: BenchEnv) -> tuple[Any, int]:
+    port = free_port()
+    proc = env.sup.start(
+        "api",
+        [script("notifier"), "api", "--port", str(port), "--workers", "1"],
+        env=env.notifier_env(NOTIFIER_API_PORT=str(port)),
+    )
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return proc, port
+
+
+def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
+    api, api_port = start_api(env)
+    bare_port = free_port()
+    bare = env.sup.start(
+        "bare-202", [sys.executable, "-m", "bench.bare_app", "--port", str(bare_port)], env={}
+    )
+    wait_http(f"http://127.0.0.1:{bare_port}/healthz", bare)
+    load = {
+        "token": env.token,
+        "batch": cfg.intake_batch,
+        "connections": cfg.intake_clients,
+        "duration": cfg.intake_seconds,
+        "work_dir": env.work_dir,
+    }
+    runs: list[dict[str, Any]] = []
+    try:
+        # warm both servers (imports, pools, JIT-less caches) before measuring
+        loadgen.run(f"http://127.0.0.1:{api_port}/v1/events", **{**load, "duration": 1})
+        loadgen.run(f"http://127.0.0.1:{bare_port}/v1/events", **{**load, "duration": 1})
+        for _ in range(cfg.runs):
+            base = loadgen.run(f"http://127.0.0.1:{bare_port}/v1/events", **load)
+            env.flush_redis()
+            real = loadgen.run(f"http://127.0.0.1:{api_port}/v1/events", **load)
+            durable = env.queue_len()
+            accepted = (real["requests"] - real["non_2xx"]) * cfg.intake_batch
+            runs.append(
+                {
+                    # responses still in flight when the clock stopped are not counted
+                    "value": round(min(accepted, durable) / real["seconds"], 1),
+                    "accepted_per_s": round(accepted / real["seconds"], 1),
+                    "durable_jobs": durable,
+                    "requests": real["requests"],
+                    "non_2xx": real["non_2xx"],
+                    "socket_errors": real["socket_errors"],
+                    "p50_ms": real["p50_ms"],
+                    "p99_ms": real["p99_ms"],
+                    "baseline": round(
+                        (base["requests"] - base["non_2xx"]) * cfg.intake_batch / base["seconds"],
+                        1,
+                    ),
+                    "baseline_p99_ms": base["p99_ms"],
+                }
+            )
+            env.flush_redis()
+    finally:
+        env.sup.stop(api)
+        env.sup.stop(bare)
+    return stats.entry(
+        unit="events/s",
+        runs=runs,
+        params={
+            "batch": cfg.intake_batch,
+            "clients": cfg.intake_clients,
+            "seconds": cfg.intake_seconds,
+            "uvicorn_processes": 1,
+            "load_generator": loadgen.which(),
+            "log_level": env.log_level,
+            "target": ">= 10000 events/s",
+        },
+    )

@@ -1,0 +1,216 @@
+"""Processes the benchmark starts: each in its own process group, always stopped at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+BIN = Path(sys.executable).parent
+
+
+def script(name: str) -> str:
+    """A console script of this virtualenv (``notifier``, ``gateway``, ``uvicorn``)."""
+    path = BIN / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} is not installed in {BIN}")
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    role: str  # "api", "worker", "gateway", ... (memory is reported per role)
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    """Starts processes in new sessions; ``stop_all`` kills every group it started."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[Proc] = []
+        self.sampler = RssSampler()
+        self._seq = 0
+
+    def start(
+        self,
+        role: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        sample: bool = True,
+        cwd: Path | None = None,
+    ) -> Proc:
+        self._seq += 1
+        log_path = self.log_dir / f"{self._seq:02d}-{role}.log"
+        log = log_path.open("wb")
+        popen = subprocess.Popen(
+            list(argv),
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cwd,
+        )
+        proc = Proc(role, popen, log_path, log)
+        self.procs.append(proc)
+        if sample:
+            self.sampler.watch(role, popen.pid)
+        return proc
+
+    def stop(self, proc: Proc, *, timeout: float = 15.0) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``timeout``; returns the exit code."""
+        self.sampler.unwatch(proc.pid)
+        if proc.alive():
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.popen.wait(5)
+        _signal_group(proc.pid, signal.SIGKILL)  # stragglers in the group (uvicorn children)
+        with contextlib.suppress(OSError):
+            proc._log.close()
+        if proc in self.procs:
+            self.procs.remove(proc)
+        return proc.popen.returncode
+
+    def stop_all(self) -> None:
+        for proc in list(reversed(self.procs)):
+            self.stop(proc)
+        self.sampler.stop()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def wait_http(url: str, proc: Proc, *, timeout: float = 60.0) -> None:
+    """Wait until ``url`` answers < 500 (or raise with the process log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.role} exited ({proc.popen.returncode}):\n{proc.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback only
+                if resp.status < 500:
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{proc.role} not ready at {url}:\n{proc.tail()}")
+
+
+def wait_port(port: int, proc: Proc, *, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.role} exited ({proc.popen.returncode}):\n{proc.tail()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{proc.role} not listening on {port}:\n{proc.tail()}")
+
+
+class RssSampler:
+    """A thread sampling the RSS (process + children) of watched pids every ``interval`` s.
+
+    Keeps, per role, the peak and every sample's (t, MB) so callers can read RSS at a moment.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.peaks: dict[str, float] = {}
+        self.series: dict[int, list[tuple[float, float]]] = {}
+        self._roles: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, role: str, pid: int) -> None:
+        with self._lock:
+            self._roles[pid] = role
+            self.series.setdefault(pid, [])
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+            self._thread.start()
+
+    def unwatch(self, pid: int) -> None:
+        self.sample_now(pid)
+        with self._lock:
+            self._roles.pop(pid, None)
+
+    def rss_mb(self, pid: int) -> float | None:
+        try:
+            p = psutil.Process(pid)
+            total = p.memory_info().rss
+            for child in p.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+        except psutil.Error:
+            return None
+        return total / 1_048_576
+
+    def sample_now(self, pid: int) -> float | None:
+        with self._lock:
+            role = self._roles.get(pid)
+        if role is None:
+            return None
+        mb = self.rss_mb(pid)
+        if mb is not None:
+            with self._lock:
+                self.series.setdefault(pid, []).append((time.monotonic(), mb))
+                self.peaks[role] = max(self.peaks.get(role, 0.0), mb)
+        return mb
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                pids = list(self._roles)
+            for pid in pids:
+                self.sample_now(pid)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
