@@ -54,6 +54,7 @@ class Upstream:
     balances: dict[str, dict[str, Any]] = field(default_factory=dict)
     contracts: dict[str, dict[str, Any]] = field(default_factory=dict)
     fail_with: int | None = None  # answer every call with this status
+    timeout: bool = False  # every call times out
     calls: int = 0
 
     def add_client(self, client_id: str = "client-1", **overrides: Any) -> dict[str, Any]:
@@ -93,6 +94,8 @@ class Upstream:
 
     def _answer(self, table: dict[str, dict[str, Any]], key: str) -> httpx.Response:
         self.calls += 1
+        if self.timeout:
+            raise httpx.ReadTimeout("upstream too slow")
         if self.fail_with is not None:
             return httpx.Response(self.fail_with, json={"detail": "boom"})
         if key not in table:
