@@ -186,10 +186,15 @@ def run(args: argparse.Namespace) -> int:
     from notifier.settings import NotifierSettings
 
     stop = threading.Event()
+    first_signal: list[float] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():  # a second Ctrl-C while a phase blocks: give up waiting for it
+        # A terminal's Ctrl-C can reach us twice at once (directly and forwarded by `uv run`);
+        # a second one a moment later means "stop waiting for the current phase".
+        if first_signal and time.monotonic() - first_signal[0] > 1.0:
             raise KeyboardInterrupt
+        if not first_signal:
+            first_signal.append(time.monotonic())
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)

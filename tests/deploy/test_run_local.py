@@ -4,6 +4,7 @@ process behind."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import re
@@ -129,6 +130,15 @@ def test_run_local_serves_events_and_ctrl_c_leaves_no_process(
             headers={"Authorization": f"Bearer {token}"},
         )
         assert shown.status_code == 200
+
+        if "gateway is ready" in "".join(out.seen):
+            # the seeded token the notifier uses at the gateway works there
+            tokens = json.loads((tmp_path / "local" / "dev-tokens.json").read_text())
+            r = httpx.get(
+                f"http://127.0.0.1:{gateway}/v1/messages",
+                headers={"Authorization": f"Bearer {tokens['gateway:notifier']}"},
+            )
+            assert r.status_code == 200, r.text
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0, out.rest()
