@@ -25,6 +25,7 @@ lint: install
 	uv run ruff format --check .
 	uv run ruff check .
 	uv run mypy
+	uv run mypy deploy
 
 fmt: install
 	uv run ruff format .
