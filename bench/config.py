@@ -15,6 +15,7 @@ class Config:
     processing_events: int = 50_000
     processing_cap: float = 45.0  # seconds per run at most (rate over what finished)
     drain_letters: int = 100_000
+    drain_cap: float = 40.0  # seconds per drain at most (rate over what became final)
     drain_smtp_letters: int = 20_000
     latency_rate: int = 200
     latency_seconds: float = 60.0
@@ -32,6 +33,7 @@ class Config:
             processing_events=5_000,
             processing_cap=6.0,
             drain_letters=10_000,
+            drain_cap=8.0,
             drain_smtp_letters=2_000,
             latency_seconds=10.0,
             scale_due=5_000,

@@ -17,7 +17,6 @@ from typing import Any
 from bench import corpus, gateway, queue, stats, upstream
 from bench.config import Config
 from bench.env import QUEUE, BenchEnv
-
 from bench.procs import Proc, script
 
 NOOP_QUEUE = "bench:noop"

@@ -1,0 +1,197 @@
+"""``drain``: N letters already due (COPY), drained by the real cron function with 1 and 2 worker
+processes through the real gateway (``log`` provider) until all are final (or a time cap):
+letters/s with 2 workers as the value, 1 worker beside it, p99 of the gateway calls. Baseline:
+raw SQL ``FOR UPDATE SKIP LOCKED`` claim+mark, LIMIT 100, one connection, on a scratch table of
+the same shape (``LIKE notifier.letters INCLUDING ALL``) holding the same rows: rows/s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import asyncpg
+
+from bench import gateway, letters, stats, upstream
+from bench.config import Config
+from bench.env import BenchEnv
+from bench.procs import Proc
+
+_TEMPLATES: list[dict[str, Any]] = []
+COUNT_FINAL = "SELECT count(*) FROM notifier.letters WHERE status NOT IN ('scheduled', 'sending')"
+RAW_CLAIM = (
+    "UPDATE bench_claim SET status = 'sent', sent_at = now(), attempts = attempts + 1"
+    " WHERE id IN (SELECT id FROM bench_claim WHERE status = 'scheduled'"
+    " AND send_at <= now() ORDER BY send_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id"
+)
+
+
+def drain_once(env: BenchEnv, *, workers: int, expected: int, cap: float) -> dict[str, Any]:
+    """Start ``workers`` drain processes together; wait until ``expected`` letters are final or
+    ``cap`` s passed; returns rate, window, statuses and gateway call times."""
+    client = env.redis()
+    client.delete("bench:ready", "bench:go")
+    procs: list[Proc] = [
+        env.sup.start(
+            "worker", [sys.executable, "-m", "bench.drain_worker"], env=env.notifier_env()
+        )
+        for _ in range(workers)
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while int(client.llen("bench:ready")) < workers:
+            for p in procs:
+                if not p.alive():
+                    raise RuntimeError(f"drain worker exited:\n{p.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("drain workers not ready")
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        client.rpush("bench:go", *["1"] * workers)
+        done = 0
+        while True:
+            done = int(env.sql(COUNT_FINAL)[0][0])
+            elapsed = time.monotonic() - t0
+            if done >= expected or elapsed >= cap:
+                break
+            if not any(p.alive() for p in procs):
+                break  # every drain returned: nothing more is due
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            env.sup.stop(p)
+        client.close()
+    calls: list[float] = []
+    for p in procs:
+        line = next((x for x in p.tail(5000).splitlines() if x.startswith("BENCH_JSON ")), None)
+        if line:
+            calls += json.loads(line.removeprefix("BENCH_JSON ")).get("calls_ms", [])
+    return {
+        "rate": round(done / max(elapsed, 1e-6), 1),
+        "final": done,
+        "of": expected,
+        "seconds": round(elapsed, 1),
+        "capped": done < expected,
+        "statuses": letters.status_counts(env),
+        "gateway_calls": len(calls),
+        "gateway_p50_ms": round(stats.percentile(calls, 50), 1) if calls else None,
+        "gateway_p99_ms": round(stats.percentile(calls, 99), 1) if calls else None,
+    }
+
+
+def sendable_templates(env: BenchEnv) -> list[dict[str, Any]]:
+    """Templates whose clone the real drain sends (pilot drain), cached for the whole run."""
+    if _TEMPLATES:
+        return _TEMPLATES
+    if letters.ensure_seed_letters(env) == 0:
+        raise RuntimeError("the worker created no letters from the seed events")
+    tpls = letters.templates(env)
+    letters.reset(env)
+    letters.copy_due(env, tpls, len(tpls), tag="pilot")
+    drain_once(env, workers=1, expected=len(tpls), cap=60)
+    sent = {
+        str(r["created_by"]).removeprefix("pilot:")
+        for r in env.sql("SELECT created_by FROM notifier.letters WHERE status = 'sent'")
+    }
+    _TEMPLATES.extend(t for t in tpls if str(t["id"]) in sent)
+    letters.reset(env)
+    if not _TEMPLATES:
+        raise RuntimeError("no seed letter was sent by the pilot drain")
+    return _TEMPLATES
+
+
+async def _raw_claim(dsn: str, *, limit: int) -> tuple[int, float]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        total, t0 = 0, time.perf_counter()
+        while True:
+            rows = await conn.fetch(RAW_CLAIM, limit)
+            if not rows:
+                return total, time.perf_counter() - t0
+            total += len(rows)
+    finally:
+        await conn.close()
+
+
+def raw_claim_rate(env: BenchEnv, tpls: list[dict[str, Any]], count: int) -> float:
+    env.sql("DROP TABLE IF EXISTS public.bench_claim")
+    env.sql("CREATE TABLE public.bench_claim (LIKE notifier.letters INCLUDING ALL)")
+    letters.copy_due(env, tpls, count, table="public.bench_claim")
+    env.sql("VACUUM ANALYZE public.bench_claim")
+    rows, seconds = asyncio.run(_raw_claim(env.dsn, limit=100))
+    env.sql("DROP TABLE public.bench_claim")
+    return rows / seconds
+
+
+def start_services(env: BenchEnv, providers: dict[str, Any] | None = None) -> list[Proc]:
+    procs = []
+    stub = upstream.start(env)
+    if stub is not None:
+        procs.append(stub)
+    procs.append(gateway.start(env, providers=providers or {"log": {"kind": "log"}}))
+    return procs
+
+
+def stop_services(env: BenchEnv, procs: list[Proc]) -> None:
+    for p in procs:
+        env.sup.stop(p)
+    env.ports.pop("gateway", None)
+
+
+def prerequisite() -> str | None:
+    from bench.env import has_module
+
+    if not has_module("notifier.letters.drain"):
+        return "the letter engine (notifier.letters.drain) does not exist yet"
+    if not gateway.available():
+        return "the gateway (gateway.cli / gateway.app) does not exist yet"
+    return None
+
+
+def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
+    missing = prerequisite()
+    if missing:
+        return stats.skipped(missing)
+    services = start_services(env)
+    runs: list[dict[str, Any]] = []
+    try:
+        tpls = sendable_templates(env)
+        n = cfg.drain_letters
+        for _ in range(cfg.runs):
+            base = raw_claim_rate(env, tpls, n)
+            result: dict[str, Any] = {"baseline": round(base, 1)}
+            for workers in (1, 2):
+                letters.reset(env)
+                letters.copy_due(env, tpls, n)
+                env.sql("VACUUM ANALYZE notifier.letters")
+                result[f"workers_{workers}"] = drain_once(
+                    env, workers=workers, expected=n, cap=cfg.drain_cap
+                )
+            result["value"] = result["workers_2"]["rate"]
+            result["one_worker"] = result["workers_1"]["rate"]
+            result["gateway_p99_ms"] = result["workers_2"]["gateway_p99_ms"]
+            runs.append(result)
+    finally:
+        stop_services(env, services)
+        letters.reset(env)
+    p99s = [r["gateway_p99_ms"] for r in runs if r["gateway_p99_ms"] is not None]
+    return stats.entry(
+        unit="letters/s",
+        runs=runs,
+        params={
+            "letters": cfg.drain_letters,
+            "workers": [1, 2],
+            "cap_seconds": cfg.drain_cap,
+            "templates": len(tpls),
+            "letter_names": sorted({t["letter"] for t in tpls}),
+            "provider": "log",
+            "baseline": "raw UPDATE .. WHERE id IN (SELECT .. FOR UPDATE SKIP LOCKED LIMIT 100)",
+            "target": ">= 5000 letters/s with 2 workers",
+        },
+        extra={
+            "one_worker": stats.spread([r["one_worker"] for r in runs]),
+            "gateway_p99_ms": stats.spread(p99s) if p99s else None,
+        },
+    )
