@@ -63,7 +63,11 @@ def _install_gateway_error_handlers(app: FastAPI) -> None:
 
     async def on_database_error(_: Request, exc: Exception) -> JSONResponse:
         log.error("gateway.database_error", error=type(exc).__name__)
-        return problem(503, "Service Unavailable", "the database is unavailable; retry later")
+        return problem(
+            503,
+            "Service Unavailable",
+            "a dependency (database) is unavailable; nothing was sent, retry later",
+        )
 
     app.add_exception_handler(InProgress, on_in_progress)
     app.add_exception_handler(DBAPIError, on_database_error)

@@ -57,9 +57,8 @@ async def claim(session: AsyncSession, rows: Sequence[NewClaim], *, lease: float
     """
     if not rows:
         return []
-    lease_until = func.now() + timedelta(seconds=lease)
     token = uuid.uuid4()  # one claim token per statement is enough to tell claimers apart
-    values = [
+    params = [
         {
             "id": r.id,
             "idempotency_key": r.idempotency_key,
@@ -69,14 +68,15 @@ async def claim(session: AsyncSession, rows: Sequence[NewClaim], *, lease: float
             "action": r.action,
             "provider": r.provider,
             "recipient": r.recipient,
-            "status": MessageStatus.in_progress,
-            "attempts": 1,
-            "claim_token": token,
-            "lease_until": lease_until,
         }
         for r in sorted(rows, key=lambda r: r.idempotency_key)  # one lock order: no deadlocks
     ]
-    base = insert(M).values(values)
+    base = insert(M).values(
+        status=MessageStatus.in_progress,
+        attempts=1,
+        claim_token=token,
+        lease_until=func.now() + timedelta(seconds=lease),
+    )
     stmt = base.on_conflict_do_update(
         index_elements=[M.idempotency_key],
         set_={
@@ -89,7 +89,9 @@ async def claim(session: AsyncSession, rows: Sequence[NewClaim], *, lease: float
         },
         where=and_(M.request_hash == base.excluded.request_hash, _retryable()),
     ).returning(M.id, M.idempotency_key, M.claim_token, M.provider, M.request)
-    result = await session.execute(stmt)
+    # executemany + RETURNING: SQLAlchemy batches the rows into multi-row VALUES statements
+    conn = await session.connection()
+    result = await conn.execute(stmt, params)
     return [Claimed(*row) for row in result.all()]
 
 

@@ -223,13 +223,20 @@ class MessageService:
                 session, [_stored(p, r, now) for p, r in zip(pending, sent, strict=True)]
             )
         for p, r in zip(pending, sent, strict=True):
-            log.info(
+            # one line per message; accepted ones at debug so a 500-letter batch stays cheap
+            emit = log.debug if r.outcome is Outcome.accepted else log.info
+            emit(
                 f"gateway.message_{r.outcome.value}",
                 message_id=str(p.message_id),
                 idempotency_key=p.idempotency_key,
                 provider=p.provider,
                 code=r.code,
             )
+        log.info(
+            "gateway.messages_sent",
+            count=len(pending),
+            **Counter(r.outcome.value for r in sent),
+        )
         return {
             p.idempotency_key: ItemResult(Resolution.sent, _out(p, r))
             for p, r in zip(pending, sent, strict=True)
