@@ -4,6 +4,7 @@ from typing import Any
 import pytest
 from gateway.providers.log import LogProvider
 from gateway.providers.registry import (
+    KINDS,
     ProviderConfigurationError,
     ProviderRegistry,
     load_class,
@@ -67,6 +68,10 @@ class TestRegistry:
     def test_kinds_and_import_paths_load_provider_classes(self) -> None:
         assert load_class("log") is LogProvider
         assert load_class("tests.gateway.fakes:CountingProvider") is CountingProvider
+
+    @pytest.mark.parametrize("kind", sorted(KINDS))
+    def test_every_registered_kind_loads_its_adapter(self, kind: str) -> None:
+        assert load_class(kind).kind == kind
 
     @pytest.mark.parametrize("kind", ["pigeon", "tests.gateway.fakes:Nope", "json:dumps"])
     def test_unloadable_kind_is_a_configuration_error(self, kind: str) -> None:
