@@ -103,5 +103,14 @@ def token_list() -> None:
         typer.echo(f"{row.id}\t{row.name}\t{','.join(row.scopes)}\t{state}")
 
 
+def _register_operator_commands() -> None:
+    from notifier.operator.cli import register
+
+    register(app)
+
+
+_register_operator_commands()
+
+
 if __name__ == "__main__":
     app()

@@ -157,8 +157,21 @@ async def retry(
         )
     if matched > cap:
         raise Conflict(f"{matched} letters match, more than max={cap}; narrow the filter")
-    ids = await repository.reschedule(session, query, now=clock(), limit=cap)
-    log.info("operator.letters_retried", count=len(ids), by=by)
+    ids = await reschedule_batch(session, flt, limit=cap, by=by, clock=clock)
     return RetryResult(
         matched=matched, rescheduled=len(ids), dry_run=False, letter_ids=ids[:MAX_IDS_SHOWN]
     )
+
+
+async def reschedule_batch(
+    session: AsyncSession,
+    flt: LetterFilter,
+    *,
+    limit: int,
+    by: str,
+    clock: Clock = system_clock,
+) -> list[int]:
+    """Re-schedule up to ``limit`` matching letters (the CLI's batches; no cap check)."""
+    ids = await repository.reschedule(session, _retry_query(flt), now=clock(), limit=limit)
+    log.info("operator.letters_retried", count=len(ids), by=by)
+    return ids
