@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import gateway, letters, stats, upstream
+from bench import gateway, letters, memory, stats, upstream
 from bench.config import Config
 from bench.env import BenchEnv
 from bench.procs import Proc
@@ -155,8 +155,10 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     if missing:
         return stats.skipped(missing)
     services = start_services(env)
+    gw = services[-1]
     runs: list[dict[str, Any]] = []
     try:
+        memory.MARKS["gateway_before_drain"] = env.sup.sampler.rss_mb(gw.pid) or 0.0
         tpls = sendable_templates(env)
         n = cfg.drain_letters
         for _ in range(cfg.runs):
@@ -173,6 +175,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             result["one_worker"] = result["workers_1"]["rate"]
             result["gateway_p99_ms"] = result["workers_2"]["gateway_p99_ms"]
             runs.append(result)
+        memory.MARKS["gateway_after_drain"] = env.sup.sampler.rss_mb(gw.pid) or 0.0
     finally:
         stop_services(env, services)
         letters.reset(env)

@@ -154,9 +154,7 @@ def copy_due(
 
 
 def status_counts(env: BenchEnv) -> dict[str, int]:
-    rows = env.sql(
-        "SELECT status::text AS s, count(*) AS n FROM notifier.letters GROUP BY 1"
-    )
+    rows = env.sql("SELECT status::text AS s, count(*) AS n FROM notifier.letters GROUP BY 1")
     return {str(r["s"]): int(r["n"]) for r in rows}
 
 

@@ -1,0 +1,127 @@
+"""``drain_smtp``: N due letters drained (real cron function, 2 worker processes) through the real
+gateway's ``smtp`` provider (pool of ``pool_size`` persistent connections) into a local aiosmtpd
+sink that counts messages (bench/smtp_sink.py). Value: messages/s counted by the sink. Baseline:
+aiosmtplib alone sending the same raw messages (kept by the sink) to the same sink over the same
+number of connections (bench/smtp_baseline.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench import drain, letters, stats
+from bench.config import Config
+from bench.env import BenchEnv
+from bench.procs import free_port, wait_port
+from bench.smtp_sink import COUNT_KEY
+
+POOL = 4
+
+
+def baseline(env: BenchEnv, port: int, count: int, keep: str) -> float:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.smtp_baseline",
+            "--port",
+            str(port),
+            "--count",
+            str(count),
+            "--connections",
+            str(POOL),
+            "--messages",
+            keep,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"smtp baseline failed: {proc.stderr[-2000:]}")
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    return float(data["sent"]) / float(data["seconds"])
+
+
+def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
+    missing = drain.prerequisite()
+    if missing:
+        return stats.skipped(missing)
+    port = free_port()
+    keep = env.work_dir / "smtp-messages"
+    for old in keep.glob("*.eml") if keep.exists() else []:
+        old.unlink()
+    sink = env.sup.start(
+        "smtp-sink",
+        [
+            sys.executable,
+            "-m",
+            "bench.smtp_sink",
+            "--port",
+            str(port),
+            "--redis",
+            env.redis_url,
+            "--keep",
+            str(keep),
+        ],
+        env={},
+    )
+    wait_port(port, sink)
+    provider = {
+        "kind": "smtp",
+        "host": "127.0.0.1",
+        "port": port,
+        "start_tls": False,
+        "from_address": "bench@example.com",
+        "pool_size": POOL,
+    }
+    services: list[Any] = []
+    runs: list[dict[str, Any]] = []
+    client = env.redis()
+    try:
+        services = drain.start_services(env, providers={"smtp": provider})
+        tpls = drain.sendable_templates(env)
+        n = cfg.drain_smtp_letters
+        for _ in range(cfg.runs):
+            letters.reset(env)
+            letters.copy_due(env, tpls, n)
+            env.sql("VACUUM ANALYZE notifier.letters")
+            client.set(COUNT_KEY, 0)
+            t0 = time.monotonic()
+            result = drain.drain_once(env, workers=2, expected=n, cap=cfg.drain_cap)
+            elapsed = time.monotonic() - t0
+            counted = int(client.get(COUNT_KEY) or 0)
+            client.set(COUNT_KEY, 0)
+            base = baseline(env, port, min(n, 5000), str(keep))
+            runs.append(
+                {
+                    "value": result["rate"],
+                    "sink_counted": counted,
+                    "sink_rate_incl_startup": round(counted / elapsed, 1),
+                    "drain": result,
+                    "baseline": round(base, 1),
+                    "baseline_sink_counted": int(client.get(COUNT_KEY) or 0),
+                }
+            )
+    finally:
+        client.close()
+        drain.stop_services(env, services)
+        env.sup.stop(sink)
+        letters.reset(env)
+    return stats.entry(
+        unit="messages/s",
+        runs=runs,
+        params={
+            "letters": cfg.drain_smtp_letters,
+            "workers": 2,
+            "smtp_connections": POOL,
+            "cap_seconds": cfg.drain_cap,
+            "baseline_messages": min(cfg.drain_smtp_letters, 5000),
+            "target": ">= 75% of aiosmtplib alone",
+        },
+    )

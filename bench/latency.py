@@ -1,0 +1,118 @@
+"""``latency``: immediate letters (ActivateClientNotice via client.activated, prepaid taxi)
+published at a fixed rate (200 events/s) for S seconds with the Python producers' publisher
+(``notifier_common.publisher.publish``) into the real worker (long-running, 1 process), the real
+gateway (``log`` provider) and the upstream stub. Latency per event: letters.sent_at (written when
+the gateway accepted the batch) minus the event's occurred_at (set at publish). Value: p99 in ms.
+Events whose letter is not sent within the grace period count with the time waited so far (so
+the percentile is a lower bound, flagged ``lower_bound``)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from notifier_common.events import ClientActivated, ClientActivatedPayload
+from notifier_common.publisher import connect, publish
+
+from bench import drain, stats
+from bench.config import Config
+from bench.env import BenchEnv
+from bench.procs import script
+
+LETTER = "ActivateClientNotice"
+GRACE = 20.0  # seconds to wait after the last publish
+
+
+async def paced(env: BenchEnv, rate: int, seconds: float, tag: str) -> int:
+    redis = await connect(env.redis_url)
+    sent, t0 = 0, time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - t0) < seconds:
+            due = int(elapsed * rate) + 1
+            while sent < due:
+                event = ClientActivated(
+                    id=uuid.uuid4(),
+                    type="client.activated",
+                    occurred_at=datetime.now(UTC),
+                    producer="bench-latency",
+                    client_id=f"lat-{tag}-{sent}",
+                    payload=ClientActivatedPayload(payment_type="prepaid", service="taxi"),
+                )
+                await publish(redis, event)
+                sent += 1
+            await asyncio.sleep(max(0.0, (sent / rate) - (time.monotonic() - t0)))
+    finally:
+        await redis.aclose()
+    return sent
+
+
+LAT_SQL = """
+SELECT e.client_id, extract(epoch FROM (l.sent_at - e.occurred_at)) * 1000 AS ms
+FROM notifier.events e
+JOIN notifier.letters l ON l.event_id = e.id AND l.letter = $1 AND l.status = 'sent'
+WHERE e.client_id LIKE $2
+"""
+
+
+def one_run(env: BenchEnv, cfg: Config, tag: str) -> dict[str, Any]:
+    published = asyncio.run(paced(env, cfg.latency_rate, cfg.latency_seconds, tag))
+    end_publish = time.monotonic()
+    pattern = f"lat-{tag}-%"
+    rows: list[Any] = []
+    while time.monotonic() - end_publish < GRACE:
+        rows = env.sql(LAT_SQL, LETTER, pattern)
+        if len(rows) >= published:
+            break
+        time.sleep(0.5)
+    delivered = [float(r["ms"]) for r in rows]
+    missing = published - len(delivered)
+    # an undelivered event has waited at least this long (lower bound)
+    waited_ms = (time.monotonic() - end_publish) * 1000
+    values = delivered + [waited_ms] * missing
+    return {
+        "value": round(stats.percentile(values, 99), 1) if values else None,
+        "p50_ms": round(stats.percentile(values, 50), 1) if values else None,
+        "p95_ms": round(stats.percentile(values, 95), 1) if values else None,
+        "published": published,
+        "delivered": len(delivered),
+        "lower_bound": missing > 0,
+    }
+
+
+def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
+    missing = drain.prerequisite()
+    if missing:
+        return stats.skipped(missing)
+    services = drain.start_services(env)
+    worker = env.sup.start("worker", [script("notifier"), "worker"], env=env.notifier_env())
+    runs: list[dict[str, Any]] = []
+    try:
+        time.sleep(3)  # worker start-up
+        for i in range(cfg.runs):
+            runs.append(one_run(env, cfg, f"{random.getrandbits(24):06x}{i}"))
+    finally:
+        env.sup.stop(worker)
+        drain.stop_services(env, services)
+    result = stats.entry(
+        unit="ms (p99)",
+        runs=runs,
+        baseline_key=None,
+        params={
+            "rate_per_s": cfg.latency_rate,
+            "seconds": cfg.latency_seconds,
+            "letter": LETTER,
+            "publisher": "notifier_common.publisher.publish (arq enqueue)",
+            "measured": "letters.sent_at - events.occurred_at",
+            "grace_seconds": GRACE,
+            "target": "p99 < 100 ms",
+        },
+    )
+    for key in ("p50_ms", "p95_ms"):
+        vals = [r[key] for r in runs if r[key] is not None]
+        result[key] = stats.spread(vals) if vals else None
+    result["lower_bound"] = any(r["lower_bound"] for r in runs)
+    return result

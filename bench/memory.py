@@ -1,0 +1,43 @@
+"""``memory``: peak RSS (process + children) of api, worker and gateway over every workload that ran
+before it (bench/procs.py samples every started process every 0.2 s), and the gateway's RSS
+after the drain runs vs before them. No baseline: the target is < 120 MB each, flat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import stats
+from bench.config import Config
+from bench.env import BenchEnv
+
+#: marks recorded by other workloads, e.g. {"gateway_before_drain": 80.1, ...}
+MARKS: dict[str, float] = {}
+ROLES = ("api", "worker", "gateway")
+
+
+def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
+    peaks = {role: round(mb, 1) for role, mb in env.sup.sampler.peaks.items() if role in ROLES}
+    if not peaks:
+        return stats.skipped("no api/worker/gateway process ran before it (select more workloads)")
+    largest = max(peaks.values())
+    out = {
+        "value": largest,
+        "unit": "MB",
+        "baseline": None,
+        "ratio": None,
+        "runs": [{"role": role, "peak_mb": mb} for role, mb in sorted(peaks.items())],
+        "params": {
+            "sampled": "RSS of each started process + its children, every 0.2 s",
+            "roles": sorted(peaks),
+            "all_roles_peak_mb": {k: round(v, 1) for k, v in env.sup.sampler.peaks.items()},
+            "target": "< 120 MB each, flat",
+            "note": "one peak per role over the whole run: the runs of the other workloads are"
+            " the repetitions",
+        },
+        "peaks_mb": peaks,
+        "marks_mb": {k: round(v, 1) for k, v in MARKS.items()},
+    }
+    before, after = MARKS.get("gateway_before_drain"), MARKS.get("gateway_after_drain")
+    if before and after:
+        out["gateway_after_over_before_drain"] = round(after / before, 3)
+    return out

@@ -1,0 +1,56 @@
+"""``scale``: drain rate (2 worker processes, real cron function, real gateway) of N due letters
+with 10,000 and with 1,000,000 not-yet-due rows in notifier.letters (COPY). Value: the rate with
+the big backlog; ratio = big / small (target >= 0.9: cost does not grow with the backlog)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import drain, letters, stats
+from bench.config import Config
+from bench.env import BenchEnv
+
+CLEAR_DUE = "DELETE FROM notifier.letters WHERE status <> 'scheduled' OR send_at <= now()"
+
+
+def rates(env: BenchEnv, cfg: Config, tpls: list[dict[str, Any]], backlog: int) -> list[float]:
+    letters.reset(env)
+    letters.copy_due(env, tpls, backlog, due=False, tag="backlog")
+    out = []
+    for _ in range(cfg.runs):
+        env.sql(CLEAR_DUE)
+        letters.copy_due(env, tpls, cfg.scale_due)
+        env.sql("VACUUM ANALYZE notifier.letters")
+        r = drain.drain_once(env, workers=2, expected=cfg.scale_due, cap=cfg.drain_cap)
+        out.append(r["rate"])
+    return out
+
+
+def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
+    missing = drain.prerequisite()
+    if missing:
+        return stats.skipped(missing)
+    services = drain.start_services(env)
+    try:
+        tpls = drain.sendable_templates(env)
+        small = rates(env, cfg, tpls, cfg.scale_small)
+        big = rates(env, cfg, tpls, cfg.scale_big)
+    finally:
+        drain.stop_services(env, services)
+        letters.reset(env)
+    runs = [{"value": b, "small_backlog": s} for s, b in zip(small, big, strict=True)]
+    result = stats.entry(
+        unit="letters/s",
+        runs=runs,
+        params={
+            "due": cfg.scale_due,
+            "backlog_small": cfg.scale_small,
+            "backlog_big": cfg.scale_big,
+            "workers": 2,
+            "cap_seconds": cfg.drain_cap,
+            "target": "ratio >= 0.9",
+        },
+        baseline_key="small_backlog",
+    )
+    result["ratio_meaning"] = "big-backlog rate / small-backlog rate (baseline)"
+    return result

@@ -1,0 +1,56 @@
+"""The benchmark harness's pure parts: aggregation and the latest.json schema (no timings)."""
+
+from __future__ import annotations
+
+import pytest
+from bench import stats
+from bench.run import table
+
+
+class TestAggregation:
+    def test_spread_is_median_min_max(self) -> None:
+        assert stats.spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0}
+
+    def test_percentile_nearest_rank(self) -> None:
+        values = [float(v) for v in range(1, 101)]
+        assert stats.percentile(values, 50) == 50.0
+        assert stats.percentile(values, 99) == 99.0
+        assert stats.percentile([7.0], 99) == 7.0
+
+    def test_entry_keeps_runs_and_computes_ratio(self) -> None:
+        runs = [{"value": v, "baseline": b} for v, b in ((10, 20), (30, 40), (20, 30))]
+        entry = stats.entry(unit="events/s", runs=runs, params={"n": 1})
+        assert entry["value"] == 20.0
+        assert (entry["min"], entry["max"]) == (10.0, 30.0)
+        assert entry["baseline"] == 30.0
+        assert entry["ratio"] == pytest.approx(20 / 30, abs=1e-3)
+        assert entry["runs"] == runs
+        stats.validate_entry("x", entry)
+
+    def test_lower_is_better_inverts_the_ratio(self) -> None:
+        runs = [{"value": 50, "baseline": 100}] * 3
+        entry = stats.entry(unit="ms", runs=runs, params={}, higher_is_better=False)
+        assert entry["ratio"] == 2.0
+
+
+class TestSchema:
+    def test_skipped_needs_a_reason(self) -> None:
+        stats.validate_entry("drain", stats.skipped("no letter engine yet"))
+        with pytest.raises(ValueError, match="reason"):
+            stats.validate_entry("drain", {"skipped": ""})
+
+    def test_fewer_than_three_runs_is_refused(self) -> None:
+        entry = stats.entry(unit="x/s", runs=[{"value": 1, "baseline": 1}], params={})
+        with pytest.raises(ValueError, match="3 runs"):
+            stats.validate_entry("intake", entry)
+
+    def test_table_lists_every_key(self) -> None:
+        runs = [{"value": 1.0, "baseline": 2.0}] * 3
+        text = table(
+            {
+                "intake": stats.entry(unit="events/s", runs=runs, params={}),
+                "drain": stats.skipped("later"),
+            }
+        )
+        assert "intake" in text
+        assert "skipped" in text
