@@ -100,11 +100,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             ),
             settings=settings,
         )
-        await registry.start()
         try:
-            yield
+            await registry.start()  # stops what it started if one provider fails
+            try:
+                yield
+            finally:
+                await registry.aclose()
         finally:
-            await registry.aclose()
             await app.state.redis.aclose()
             await app.state.engine.dispose()
 
