@@ -16,7 +16,7 @@ import asyncpg
 
 from bench import gateway, letters, memory, stats, upstream
 from bench.config import Config
-from bench.env import BenchEnv
+from bench.env import BenchEnv, as_int
 from bench.procs import Proc
 
 _TEMPLATES: list[dict[str, Any]] = []
@@ -41,7 +41,7 @@ def drain_once(env: BenchEnv, *, workers: int, expected: int, cap: float) -> dic
     ]
     try:
         deadline = time.monotonic() + 120
-        while int(client.llen("bench:ready")) < workers:
+        while as_int(client.llen("bench:ready")) < workers:
             for p in procs:
                 if not p.alive():
                     raise RuntimeError(f"drain worker exited:\n{p.tail()}")

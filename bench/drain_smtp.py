@@ -14,7 +14,7 @@ from typing import Any
 
 from bench import drain, letters, stats
 from bench.config import Config
-from bench.env import BenchEnv
+from bench.env import BenchEnv, as_int
 from bench.procs import free_port, wait_port
 from bench.smtp_sink import COUNT_KEY
 
@@ -95,7 +95,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             t0 = time.monotonic()
             result = drain.drain_once(env, workers=2, expected=n, cap=cfg.drain_cap)
             elapsed = time.monotonic() - t0
-            counted = int(client.get(COUNT_KEY) or 0)
+            counted = as_int(client.get(COUNT_KEY))
             client.set(COUNT_KEY, 0)
             base = baseline(env, port, min(n, 5000), str(keep))
             runs.append(
@@ -105,7 +105,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                     "sink_rate_incl_startup": round(counted / elapsed, 1),
                     "drain": result,
                     "baseline": round(base, 1),
-                    "baseline_sink_counted": int(client.get(COUNT_KEY) or 0),
+                    "baseline_sink_counted": as_int(client.get(COUNT_KEY)),
                 }
             )
     finally:

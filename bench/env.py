@@ -30,6 +30,11 @@ REDIS_DB = 15  # tests use 1 + xdist worker index
 QUEUE = "notifier:queue"
 
 
+def as_int(value: Any) -> int:
+    """A sync redis-py reply as int (its stubs type replies as ``Awaitable | Any``)."""
+    return int(value or 0)
+
+
 def has_module(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -103,7 +108,7 @@ class BenchEnv:
     def queue_len(self) -> int:
         client = self.redis()
         try:
-            return int(client.zcard(QUEUE))
+            return as_int(client.zcard(QUEUE))
         finally:
             client.close()
 

@@ -32,22 +32,26 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         "bare-202", [sys.executable, "-m", "bench.bare_app", "--port", str(bare_port)], env={}
     )
     wait_http(f"http://127.0.0.1:{bare_port}/healthz", bare)
-    load = {
-        "token": env.token,
-        "batch": cfg.intake_batch,
-        "connections": cfg.intake_clients,
-        "duration": cfg.intake_seconds,
-        "work_dir": env.work_dir,
-    }
+
+    def load(port: int, duration: float = cfg.intake_seconds) -> dict[str, Any]:
+        return loadgen.run(
+            f"http://127.0.0.1:{port}/v1/events",
+            token=env.token,
+            batch=cfg.intake_batch,
+            connections=cfg.intake_clients,
+            duration=duration,
+            work_dir=env.work_dir,
+        )
+
     runs: list[dict[str, Any]] = []
     try:
         # warm both servers (imports, pools, JIT-less caches) before measuring
-        loadgen.run(f"http://127.0.0.1:{api_port}/v1/events", **{**load, "duration": 1})
-        loadgen.run(f"http://127.0.0.1:{bare_port}/v1/events", **{**load, "duration": 1})
+        load(api_port, 1)
+        load(bare_port, 1)
         for _ in range(cfg.runs):
-            base = loadgen.run(f"http://127.0.0.1:{bare_port}/v1/events", **load)
+            base = load(bare_port)
             env.flush_redis()
-            real = loadgen.run(f"http://127.0.0.1:{api_port}/v1/events", **load)
+            real = load(api_port)
             durable = env.queue_len()
             accepted = (real["requests"] - real["non_2xx"]) * cfg.intake_batch
             runs.append(

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from bench import corpus, queue
-from bench.env import QUEUE, BenchEnv
+from bench.env import QUEUE, BenchEnv, as_int
 from bench.procs import script
 
 COLUMNS = (
@@ -64,7 +64,7 @@ def ensure_seed_letters(env: BenchEnv, *, minimum: int = 40, events: int = 400) 
         queue.fill(client, corpus.bodies(events, seed=99, clients=events, kinds=SEED_MIX))
         worker = env.sup.start("worker", [script("notifier"), "worker"], env=env.notifier_env())
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and client.zcount(QUEUE, "-inf", "+inf") > 1:
+        while time.monotonic() < deadline and as_int(client.zcount(QUEUE, "-inf", "+inf")) > 1:
             if int(env.sql("SELECT count(*) FROM notifier.letters")[0][0]) >= minimum * 3:
                 break
             time.sleep(0.5)

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import corpus, gateway, queue, stats, upstream
 from bench.config import Config
-from bench.env import QUEUE, BenchEnv
+from bench.env import QUEUE, BenchEnv, as_int
 from bench.procs import Proc, script
 
 NOOP_QUEUE = "bench:noop"
@@ -98,7 +98,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             score = queue.fill(client, bodies, queue=NOOP_QUEUE)
 
             def queue_done(score: int = score) -> int:
-                return total - int(client.zcount(NOOP_QUEUE, "-inf", score))
+                return total - as_int(client.zcount(NOOP_QUEUE, "-inf", score))
 
             base = measure(noop, total, queue_done, cap=cfg.processing_cap, poll=0.01)
             client.delete(NOOP_QUEUE)
