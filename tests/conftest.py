@@ -115,7 +115,7 @@ def settings(database_url: str, redis_url: str) -> NotifierSettings:
         redis_url=redis_url,
         worker_metrics_port=0,
         worker_poll_delay=0.01,
-        queue_name="notifier:test",
+        queue_name=f"notifier:test:{os.getpid()}",
         gateway_url="http://gateway.test",
         gateway_token="test-gateway-token",
         clients_service_url="http://upstream.test",

@@ -116,6 +116,26 @@ class TestIntake:
         assert r.status_code == 422
         assert r.json()["errors"][0]["type"] == "json_invalid"
 
+    async def test_nul_character_is_rejected_with_its_path_and_stored(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        body = event_body()
+        body["producer"] = "bil\x00ling"
+        r = await client.post("/v1/events", json=body, headers=writer)
+        assert r.status_code == 422
+        assert r.json()["errors"] == [
+            {
+                "loc": "producer",
+                "msg": "U+0000 (NUL) is not allowed in strings",
+                "type": "string_nul",
+            }
+        ]
+        listed = await client.get("/v1/events", params={"status": "rejected"}, headers=writer)
+        assert listed.json()["items"][0]["body"]["producer"] == "bil\ufffdling"
+
     async def test_empty_batch_is_422(
         self, client: httpx.AsyncClient, writer: dict[str, str]
     ) -> None:

@@ -28,10 +28,7 @@ from tests.notifier.operator.test_config_api import GATEWAY, PROVIDER
 
 MAX_EXAMPLES = 12
 # Found by this test in routes the operator issue does not own; reported, not fixed here.
-KNOWN = {
-    # intake stores a rejected body as JSONB; PostgreSQL refuses U+0000 in it -> 500
-    "POST /v1/events": "unsupported Unicode escape sequence",
-}
+KNOWN: dict[str, str] = {}
 
 
 def known(failure: str) -> bool:

@@ -41,7 +41,44 @@ class Validated:
     errors: list[dict[str, str]] | None
 
 
+def _nul_paths(value: Any, path: str = "") -> list[str]:
+    """Paths of strings (keys included) holding U+0000, which PostgreSQL text/JSONB refuse."""
+    if isinstance(value, str):
+        return [path or "(root)"] if "\x00" in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                found.append(sub)
+            found += _nul_paths(item, sub)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _nul_paths(item, f"{path}.{i}" if path else str(i))
+    return found
+
+
+def storable(value: Any) -> Any:
+    """A copy of a body that PostgreSQL can store: U+0000 replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def validate(body: Any) -> Validated:
+    nul = _nul_paths(body)
+    if nul:
+        return Validated(
+            None,
+            [
+                {"loc": loc, "msg": "U+0000 (NUL) is not allowed in strings", "type": "string_nul"}
+                for loc in nul
+            ],
+        )
     try:
         return Validated(parse_event(body), None)
     except ValidationError as exc:
@@ -53,7 +90,7 @@ async def reject(
 ) -> uuid.UUID:
     reject_id = reject_id_for(body)
     await repository.insert_rejected(
-        session, reject_id=reject_id, body=body, errors=errors, source=source
+        session, reject_id=reject_id, body=storable(body), errors=storable(errors), source=source
     )
     EVENTS_HANDLED.labels(source, "rejected").inc()
     log.warning("events.rejected", reject_id=str(reject_id), source=source, errors=errors)
