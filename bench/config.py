@@ -19,6 +19,7 @@ class Config:
     drain_smtp_letters: int = 20_000
     latency_rate: int = 200
     latency_seconds: float = 60.0
+    latency_grace: float = 20.0  # seconds to wait for the last letters after publishing
     scale_due: int = 20_000
     scale_small: int = 10_000
     scale_big: int = 1_000_000
@@ -31,12 +32,13 @@ class Config:
             quick=True,
             intake_seconds=5.0,
             processing_events=5_000,
-            processing_cap=6.0,
+            processing_cap=3.0,
             drain_letters=10_000,
-            drain_cap=8.0,
+            drain_cap=5.0,
             drain_smtp_letters=2_000,
             latency_seconds=10.0,
-            scale_due=5_000,
+            latency_grace=3.0,
+            scale_due=2_000,
             scale_small=10_000,
-            scale_big=100_000,
+            scale_big=50_000,
         )

@@ -10,12 +10,14 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
 from bench import gateway, letters, memory, stats, upstream
 from bench.config import Config
+from bench.drain_worker import DONE, GO, READY, STOP
 from bench.env import BenchEnv, as_int
 from bench.procs import Proc
 
@@ -28,57 +30,74 @@ RAW_CLAIM = (
 )
 
 
-def drain_once(env: BenchEnv, *, workers: int, expected: int, cap: float) -> dict[str, Any]:
-    """Start ``workers`` drain processes together; wait until ``expected`` letters are final or
-    ``cap`` s passed; returns rate, window, statuses and gateway call times."""
-    client = env.redis()
-    client.delete("bench:ready", "bench:go")
-    procs: list[Proc] = [
-        env.sup.start(
-            "worker", [sys.executable, "-m", "bench.drain_worker"], env=env.notifier_env()
-        )
-        for _ in range(workers)
-    ]
-    try:
+class DrainPool:
+    """``workers`` drain processes (bench/drain_worker.py), started once, drained in rounds."""
+
+    def __init__(self, env: BenchEnv, workers: int) -> None:
+        self.env, self.workers = env, workers
+        self.client = env.redis()
+        self.client.delete(READY, GO, STOP, DONE)
+        self.procs: list[Proc] = [
+            env.sup.start(
+                "worker", [sys.executable, "-m", "bench.drain_worker"], env=env.notifier_env()
+            )
+            for _ in range(workers)
+        ]
         deadline = time.monotonic() + 120
-        while as_int(client.llen("bench:ready")) < workers:
-            for p in procs:
-                if not p.alive():
-                    raise RuntimeError(f"drain worker exited:\n{p.tail()}")
+        while as_int(self.client.llen(READY)) < workers:
+            self._check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError("drain workers not ready")
             time.sleep(0.1)
+
+    def _check_alive(self) -> None:
+        for p in self.procs:
+            if not p.alive():
+                raise RuntimeError(f"drain worker exited:\n{p.tail()}")
+
+    def round(
+        self, *, expected: int, cap: float, progress: Callable[[], int] | None = None
+    ) -> dict[str, Any]:
+        """One drain by every process at once, until ``expected`` letters are final (or
+        ``progress()`` reaches it), every drain returned, or ``cap`` s passed."""
+        count = progress or (lambda: as_int(self.env.sql(COUNT_FINAL)[0][0]))
+        self.client.delete(STOP, DONE)
         t0 = time.monotonic()
-        client.rpush("bench:go", *["1"] * workers)
-        done = 0
+        self.client.rpush(GO, *["1"] * self.workers)
         while True:
-            done = int(env.sql(COUNT_FINAL)[0][0])
+            done = count()
             elapsed = time.monotonic() - t0
             if done >= expected or elapsed >= cap:
                 break
-            if not any(p.alive() for p in procs):
+            if as_int(self.client.llen(DONE)) >= self.workers:
                 break  # every drain returned: nothing more is due
+            self._check_alive()
             time.sleep(0.2)
-    finally:
-        for p in procs:
-            env.sup.stop(p)
-        client.close()
-    calls: list[float] = []
-    for p in procs:
-        line = next((x for x in p.tail(5000).splitlines() if x.startswith("BENCH_JSON ")), None)
-        if line:
-            calls += json.loads(line.removeprefix("BENCH_JSON ")).get("calls_ms", [])
-    return {
-        "rate": round(done / max(elapsed, 1e-6), 1),
-        "final": done,
-        "of": expected,
-        "seconds": round(elapsed, 1),
-        "capped": done < expected,
-        "statuses": letters.status_counts(env),
-        "gateway_calls": len(calls),
-        "gateway_p50_ms": round(stats.percentile(calls, 50), 1) if calls else None,
-        "gateway_p99_ms": round(stats.percentile(calls, 99), 1) if calls else None,
-    }
+        self.client.set(STOP, "1")
+        reports = []
+        for _ in range(self.workers):
+            item: Any = self.client.blpop([DONE], timeout=60)
+            if item is None:
+                raise TimeoutError("a drain worker did not stop")
+            reports.append(json.loads(item[1]))
+        self.client.delete(STOP)
+        calls = [c for r in reports for c in r.get("calls_ms", [])]
+        return {
+            "rate": round(done / max(elapsed, 1e-6), 1),
+            "final": done,
+            "of": expected,
+            "seconds": round(elapsed, 1),
+            "capped": done < expected,
+            "statuses": letters.status_counts(self.env),
+            "gateway_calls": len(calls),
+            "gateway_p50_ms": round(stats.percentile(calls, 50), 1) if calls else None,
+            "gateway_p99_ms": round(stats.percentile(calls, 99), 1) if calls else None,
+        }
+
+    def close(self) -> None:
+        for p in self.procs:
+            self.env.sup.stop(p)
+        self.client.close()
 
 
 def sendable_templates(env: BenchEnv) -> list[dict[str, Any]]:
@@ -90,7 +109,11 @@ def sendable_templates(env: BenchEnv) -> list[dict[str, Any]]:
     tpls = letters.templates(env)
     letters.reset(env)
     letters.copy_due(env, tpls, len(tpls), tag="pilot")
-    drain_once(env, workers=1, expected=len(tpls), cap=60)
+    pool = DrainPool(env, 1)
+    try:
+        pool.round(expected=len(tpls), cap=60)
+    finally:
+        pool.close()
     sent = {
         str(r["created_by"]).removeprefix("pilot:")
         for r in env.sql("SELECT created_by FROM notifier.letters WHERE status = 'sent'")
@@ -161,20 +184,32 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         memory.MARKS["gateway_before_drain"] = env.sup.sampler.rss_mb(gw.pid) or 0.0
         tpls = sendable_templates(env)
         n = cfg.drain_letters
-        for _ in range(cfg.runs):
+        results: dict[int, list[dict[str, Any]]] = {}
+        for workers in (1, 2):
+            pool = DrainPool(env, workers)
+            try:
+                for _ in range(cfg.runs):
+                    letters.reset(env)
+                    letters.copy_due(env, tpls, n)
+                    env.sql("VACUUM ANALYZE notifier.letters")
+                    results.setdefault(workers, []).append(
+                        pool.round(expected=n, cap=cfg.drain_cap)
+                    )
+            finally:
+                pool.close()
+        for i in range(cfg.runs):
             base = raw_claim_rate(env, tpls, n)
-            result: dict[str, Any] = {"baseline": round(base, 1)}
-            for workers in (1, 2):
-                letters.reset(env)
-                letters.copy_due(env, tpls, n)
-                env.sql("VACUUM ANALYZE notifier.letters")
-                result[f"workers_{workers}"] = drain_once(
-                    env, workers=workers, expected=n, cap=cfg.drain_cap
-                )
-            result["value"] = result["workers_2"]["rate"]
-            result["one_worker"] = result["workers_1"]["rate"]
-            result["gateway_p99_ms"] = result["workers_2"]["gateway_p99_ms"]
-            runs.append(result)
+            w1, w2 = results[1][i], results[2][i]
+            runs.append(
+                {
+                    "value": w2["rate"],
+                    "one_worker": w1["rate"],
+                    "gateway_p99_ms": w2["gateway_p99_ms"],
+                    "baseline": round(base, 1),
+                    "workers_1": w1,
+                    "workers_2": w2,
+                }
+            )
         memory.MARKS["gateway_after_drain"] = env.sup.sampler.rss_mb(gw.pid) or 0.0
     finally:
         stop_services(env, services)

@@ -1,14 +1,16 @@
-"""One drain worker process for the benchmark: the notifier worker's own start-up (engine, gateway
+"""Drain worker processes for the benchmark: the notifier worker's own start-up (engine, gateway
 client, enrichment, sender) and its cron function ``drain_due_letters`` called directly, so the
 benchmark can start N drains at the same moment (arq runs the cron only at second 0 of a
-minute). Waits for a token on the Redis list ``bench:go``; prints one ``BENCH_JSON`` line with
-its window and every gateway call's duration. SIGTERM cancels the drain and still reports."""
+minute) and start each process once for several rounds.
+
+Each round: wait for a token on ``bench:go``, drain until nothing is due or until ``bench:stop``
+is set, then push one JSON report (window, every gateway call's duration) to ``bench:done``."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import signal
 import time
 from typing import Any
 
@@ -16,7 +18,7 @@ from notifier.settings import get_settings
 from notifier.worker import drain_due_letters, shutdown, startup
 from redis.asyncio import Redis
 
-GO_KEY = "bench:go"
+GO, STOP, DONE, READY = "bench:go", "bench:stop", "bench:done", "bench:ready"
 
 
 def time_gateway_calls(durations: list[float]) -> None:
@@ -36,6 +38,26 @@ def time_gateway_calls(durations: list[float]) -> None:
     setattr(GatewayClient, name, timed)
 
 
+async def one_round(ctx: dict[str, Any], redis: Redis, durations: list[float]) -> dict[str, Any]:
+    durations.clear()
+    start = time.time()
+    task = asyncio.ensure_future(drain_due_letters(ctx))
+    while not task.done():
+        if await redis.exists(STOP):
+            task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+    report: Any = "stopped"
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            report = task.result()
+    return {
+        "report": report,
+        "start": start,
+        "end": time.time(),
+        "calls_ms": [round(d * 1000, 2) for d in durations],
+    }
+
+
 async def main() -> None:
     settings = get_settings()
     durations: list[float] = []
@@ -43,24 +65,18 @@ async def main() -> None:
     ctx: dict[str, Any] = {"settings": settings}
     await startup(ctx)
     redis = Redis.from_url(settings.redis_url)
-    out: dict[str, Any] = {}
     try:
-        await redis.rpush("bench:ready", "1")
-        await redis.blpop([GO_KEY], timeout=300)
-        start = time.time()
-        task = asyncio.ensure_future(drain_due_letters(ctx))
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        try:
-            out["report"] = await task
-        except asyncio.CancelledError:
-            out["report"] = "cancelled"
-        out.update(start=start, end=time.time(), calls_ms=[round(d * 1000, 2) for d in durations])
+        await redis.rpush(READY, "1")
+        while True:
+            if await redis.blpop([GO], timeout=1) is None:
+                continue
+            out = await one_round(ctx, redis, durations)
+            await redis.rpush(DONE, json.dumps(out))
     finally:
-        print("BENCH_JSON " + json.dumps(out), flush=True)
         await redis.aclose()
         await shutdown(ctx)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(main())

@@ -11,18 +11,24 @@ from bench.config import Config
 from bench.env import BenchEnv
 
 CLEAR_DUE = "DELETE FROM notifier.letters WHERE status <> 'scheduled' OR send_at <= now()"
+CLEAR_ATTEMPTS = "TRUNCATE notifier.attempts"
 
 
 def rates(env: BenchEnv, cfg: Config, tpls: list[dict[str, Any]], backlog: int) -> list[float]:
     letters.reset(env)
     letters.copy_due(env, tpls, backlog, due=False, tag="backlog")
     out = []
-    for _ in range(cfg.runs):
-        env.sql(CLEAR_DUE)
-        letters.copy_due(env, tpls, cfg.scale_due)
-        env.sql("VACUUM ANALYZE notifier.letters")
-        r = drain.drain_once(env, workers=2, expected=cfg.scale_due, cap=cfg.drain_cap)
-        out.append(r["rate"])
+    pool = drain.DrainPool(env, 2)
+    try:
+        for _ in range(cfg.runs):
+            env.sql(CLEAR_ATTEMPTS)
+            env.sql(CLEAR_DUE)
+            letters.copy_due(env, tpls, cfg.scale_due)
+            env.sql("VACUUM ANALYZE notifier.letters")
+            r = pool.round(expected=cfg.scale_due, cap=cfg.drain_cap)
+            out.append(r["rate"])
+    finally:
+        pool.close()
     return out
 
 

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from redis.asyncio import Redis
 
 COUNT_KEY = "bench:smtp:count"
@@ -37,14 +37,15 @@ async def main(args: argparse.Namespace) -> None:
     keep = Path(args.keep) if args.keep else None
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-    controller = Controller(Counting(redis, keep), hostname="127.0.0.1", port=args.port)
-    controller.start()
-    stop = asyncio.Event()
+    handler = Counting(redis, keep)
     loop = asyncio.get_running_loop()
+    # served on this loop (aiosmtpd's Controller would use a thread with a loop of its own)
+    server = await loop.create_server(lambda: SMTP(handler), "127.0.0.1", args.port)
+    stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
-    controller.stop()
+    server.close()
     await redis.aclose()
 
 
