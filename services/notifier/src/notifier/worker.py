@@ -151,6 +151,16 @@ async def drain_due_letters(ctx: dict[str, Any]) -> dict[str, int]:
         return {"batches": report.batches, "claimed": report.claimed, "sent": report.sent}
 
 
+async def send_letters(ctx: dict[str, Any], letter_ids: list[int]) -> dict[str, int]:
+    """arq job: send letters an operator just created (manual send, resend) without waiting for
+    the minute. Only ``scheduled`` rows are claimed, so a repeat or a race with the drain sends
+    nothing twice; anything not sent here is the drain's."""
+    with JOB_DURATION.labels("send_letters").time():
+        sender: LetterSender = ctx["sender"]
+        report = await sender.send_now(letter_ids)
+        return {"claimed": report.claimed, "sent": report.sent}
+
+
 def worker_settings(settings: NotifierSettings) -> dict[str, Any]:
     """Keyword arguments for ``arq.Worker``; throughput knobs set deliberately.
 
@@ -160,7 +170,10 @@ def worker_settings(settings: NotifierSettings) -> dict[str, Any]:
     job_timeout is far above the handler's worst case (upstream retries included).
     """
     return {
-        "functions": [func(handle_event, name="handle_event")],
+        "functions": [
+            func(handle_event, name="handle_event"),
+            func(send_letters, name="send_letters"),
+        ],
         "cron_jobs": [
             cron(
                 drain_due_letters,

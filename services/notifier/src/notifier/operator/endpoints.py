@@ -9,11 +9,12 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from notifier_common.errors import problem_responses
 from pydantic import AwareDatetime
 
-from notifier.api.deps import Clients, LettersReader, LettersWriter, Session, Settings
+from notifier.api.deps import Clients, LettersReader, LettersWriter, Redis, Session, Settings
 from notifier.events.schemas import EXAMPLE_EVENT
 from notifier.letters.service import PlanConfig
 from notifier.models import LetterOrigin, LetterStatus
 from notifier.operator import dryrun, sending, service
+from notifier.operator.dispatch import send_after_commit
 from notifier.operator.repository import LetterQuery
 from notifier.operator.schemas import (
     CancelRequest,
@@ -171,7 +172,8 @@ EngineInputs = Annotated[tuple[Any, PlanConfig, Any], Depends(engine_inputs)]
     summary="Resend a letter",
     description=(
         "Creates a new letter (origin `resend`, `resend_of` = this id, `created_by` = your token "
-        "name) to the same recipient, due now. Rendered from the stored context snapshot, or "
+        "name) to the same recipient, sent right away by a worker (the per-minute drain is the "
+        "safety net). Rendered from the stored context snapshot, or "
         "with `fresh: true` from data fetched again upstream. A pending letter (`scheduled` or "
         "`sending`) answers 409; a template that no longer renders answers 422."
     ),
@@ -180,12 +182,14 @@ EngineInputs = Annotated[tuple[Any, PlanConfig, Any], Depends(engine_inputs)]
 async def resend_letter(
     letter_id: LetterId,
     session: Session,
+    redis: Redis,
+    settings: Settings,
     principal: LettersWriter,
     inputs: EngineInputs,
     body: Annotated[ResendRequest | None, Body()] = None,
 ) -> LetterOut:
     enricher, config, now = inputs
-    return await sending.resend(
+    letter = await sending.resend(
         session,
         letter_id,
         fresh=(body or ResendRequest()).fresh,
@@ -194,6 +198,8 @@ async def resend_letter(
         by=principal.name,
         now=now,
     )
+    await send_after_commit(session, redis, [letter.id], queue_name=settings.queue_name)
+    return letter
 
 
 @router.post(
@@ -205,18 +211,27 @@ async def resend_letter(
         "Only letters in the catalog (422 otherwise) that are switched on (409 otherwise). The "
         "client's data is fetched upstream, the letter's condition evaluated (409 when it fails, "
         "unless `bypass_conditions` — the admin bypass), and one letter per recipient address is "
-        "created with origin `manual` and `created_by` = your token name, due now. Suppressed "
+        "created with origin `manual` and `created_by` = your token name and sent right away by a "
+        "worker (the per-minute drain is the safety net). Suppressed "
         "addresses are never bypassed: the gateway skips them at send time."
     ),
     responses=problem_responses(409, 503),
 )
 async def send_letter(
-    body: SendRequest, session: Session, principal: LettersWriter, inputs: EngineInputs
+    body: SendRequest,
+    session: Session,
+    redis: Redis,
+    settings: Settings,
+    principal: LettersWriter,
+    inputs: EngineInputs,
 ) -> SendResult:
     enricher, config, now = inputs
-    return await sending.manual_send(
+    result = await sending.manual_send(
         session, body, enricher=enricher, config=config, by=principal.name, now=now
     )
+    ids = [letter.id for letter in result.letters]
+    await send_after_commit(session, redis, ids, queue_name=settings.queue_name)
+    return result
 
 
 _DRY_RUN_BODY: Any = Body(

@@ -1,8 +1,9 @@
 """Letters an operator creates: manual send of a catalog letter and resend of a letter.
 
 Both write new ``scheduled`` rows due now (origin ``manual`` / ``resend``, ``created_by`` = the
-token name); the drain delivers them like any letter (``notifier drain --now`` to not wait for
-the minute), so gateway suppressions and integration switches always apply. A bypassed manual
+token name). The API then enqueues a ``send_letters`` job after its commit (operator/dispatch.py)
+so a worker sends them at once, through the same delivery path as every letter, so gateway
+suppressions and integration switches always apply; the per-minute drain is the safety net. A bypassed manual
 send records ``context.operator.bypass_conditions`` so the send-time recheck can honour it.
 """
 
