@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Annotated
 
 import typer
+from notifier_common.token_admin import token_cli
 
+from notifier.auth.tokens import admin
 from notifier.settings import get_settings
 
-app = typer.Typer(help="notifier: event-driven letters.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
-
 SCOPES = ("events:write", "letters:read", "letters:write", "config:write", "admin")
+
+app = typer.Typer(help="notifier: event-driven letters.", no_args_is_help=True)
+app.add_typer(
+    token_cli(admin, scopes=SCOPES, database_url=lambda: get_settings().database_url),
+    name="token",
+)
 
 
 @app.command()
@@ -65,42 +68,6 @@ def openapi() -> None:
 
     json.dump(create_app().openapi(), sys.stdout, indent=2)
     sys.stdout.write("\n")
-
-
-@token_app.command("create")
-def token_create(
-    name: Annotated[str, typer.Option(help="Who uses the token")],
-    scope: Annotated[list[str], typer.Option(help=f"Repeatable; one of {', '.join(SCOPES)}")],
-) -> None:
-    """Create a token; the secret is printed once."""
-    unknown = sorted(set(scope) - set(SCOPES))
-    if unknown:
-        raise typer.BadParameter(f"unknown scope(s) {unknown}; choose from {list(SCOPES)}")
-    from notifier.auth.tokens import create_token
-
-    raw = asyncio.run(create_token(get_settings().database_url, name=name, scopes=scope))
-    typer.echo(raw)
-
-
-@token_app.command("revoke")
-def token_revoke(token_id: int) -> None:
-    """Revoke a token by id."""
-    from notifier.auth.tokens import revoke_token
-
-    if not asyncio.run(revoke_token(get_settings().database_url, token_id)):
-        typer.echo(f"no active token {token_id}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"revoked {token_id}")
-
-
-@token_app.command("list")
-def token_list() -> None:
-    """List tokens (never their secrets)."""
-    from notifier.auth.tokens import list_tokens
-
-    for row in asyncio.run(list_tokens(get_settings().database_url)):
-        state = "revoked" if row.revoked_at else "active"
-        typer.echo(f"{row.id}\t{row.name}\t{','.join(row.scopes)}\t{state}")
 
 
 def _register_operator_commands() -> None:
