@@ -11,8 +11,6 @@ and the gateway answers the repeated idempotency key (``letter-<id>``) with its 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +39,8 @@ from notifier.letters.service import Enricher
 from notifier.letters.settings_service import EffectiveSettings, effective
 from notifier.letters.timing import is_expired
 from notifier.models import AttemptOutcome, LetterStatus
+from notifier.suppressions.service import suppressed
+from notifier.unsubscribe import link
 
 log = get_logger("notifier.letters.drain")
 
@@ -121,10 +121,7 @@ def idempotency_key(letter_id: int) -> str:
 
 def unsubscribe_url(config: DeliveryConfig, letter_id: int, recipient: str) -> str:
     """A stable signed link (same letter -> same URL, so a repeated send has the same body)."""
-    sig = hmac.new(
-        config.secret_key.encode(), f"{letter_id}:{recipient}".encode(), hashlib.sha256
-    ).hexdigest()[:32]
-    return f"{config.public_url.rstrip('/')}/v1/unsubscribe/{letter_id}.{sig}"
+    return link(config.public_url, config.secret_key, letter_id, recipient)
 
 
 def render_context(claimed: Claimed, config: DeliveryConfig) -> dict[str, Any]:
@@ -234,11 +231,14 @@ class LetterSender:
         names = sorted({c.letter for c in claimed if c.letter in self.catalog})
         async with self.sessionmaker() as session:
             settings = await effective(session, names, catalog=self.catalog)
+            blocked = await suppressed(session, claimed)  # one query per batch
         rechecks = await self._rechecks([c for c in claimed if not is_expired(c.expires_at, now)])
         results: dict[int, Result] = {}
         items: dict[int, GatewayItem] = {}
         for c in claimed:
             verdict = self._precheck(c, settings, rechecks, now=now)
+            if verdict is None and c.id in blocked:
+                verdict = Result(LetterStatus.skipped, skip_reason=blocked[c.id])
             if verdict is not None:
                 results[c.id] = verdict
                 continue

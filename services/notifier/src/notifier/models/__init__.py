@@ -13,9 +13,17 @@ from notifier.models.letter import (
     LetterState,
     LetterStatus,
 )
+from notifier.models.suppression import (
+    ALL_SCOPES,
+    Suppression,
+    SuppressionReason,
+    SuppressionSource,
+    SyncWatermark,
+)
 from notifier.models.token import ApiToken
 
 __all__ = [
+    "ALL_SCOPES",
     "ApiToken",
     "Attempt",
     "AttemptOutcome",
@@ -29,4 +37,8 @@ __all__ = [
     "LetterSettingAudit",
     "LetterState",
     "LetterStatus",
+    "Suppression",
+    "SuppressionReason",
+    "SuppressionSource",
+    "SyncWatermark",
 ]

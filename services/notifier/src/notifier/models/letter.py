@@ -87,6 +87,10 @@ class Letter(Base):
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
     cancelled_by_event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     skip_reason: Mapped[str | None] = mapped_column(String(200))
+    delivery_status: Mapped[str | None] = mapped_column(
+        String(20), doc="delivered|bounced|complained, from the gateway's status feed"
+    )
+    delivery_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resend_of: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("letters.id"))
     origin: Mapped[LetterOrigin] = mapped_column(_enum(LetterOrigin, "letter_origin"))
     created_by: Mapped[str | None] = mapped_column(String(100))

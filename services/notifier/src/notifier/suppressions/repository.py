@@ -1,0 +1,122 @@
+"""Every SQL query about suppressions, sync watermarks and letters' delivery status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifier.models import (
+    Letter,
+    Suppression,
+    SuppressionReason,
+    SuppressionSource,
+    SyncWatermark,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewSuppression:
+    address: str  # lower-cased on insert
+    scope: str
+    reason: SuppressionReason
+    source: SuppressionSource
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    letter_id: int
+    status: str
+    changed_at: datetime
+
+
+async def scopes_of(
+    session: AsyncSession, addresses: Sequence[str]
+) -> dict[str, dict[str, SuppressionReason]]:
+    """``{address: {scope: reason}}`` for these lower-cased addresses, in one query."""
+    if not addresses:
+        return {}
+    stmt = select(Suppression.address, Suppression.scope, Suppression.reason).where(
+        Suppression.address == func.any(bindparam("addrs", sorted(set(addresses))))
+    )
+    out: dict[str, dict[str, SuppressionReason]] = {}
+    for address, scope, reason in (await session.execute(stmt)).all():
+        out.setdefault(address, {})[scope] = reason
+    return out
+
+
+async def add_many(session: AsyncSession, rows: Sequence[NewSuppression]) -> int:
+    """Insert; an existing (address, scope) keeps its first reason. Returns how many were new."""
+    unique = {(r.address.strip().lower(), r.scope): r for r in rows}
+    if not unique:
+        return 0
+    stmt = (
+        insert(Suppression)
+        .values(
+            [
+                {
+                    "address": address,
+                    "scope": scope,
+                    "reason": r.reason,
+                    "source": r.source,
+                    "detail": r.detail,
+                }
+                for (address, scope), r in unique.items()
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=[Suppression.address, Suppression.scope])
+        .returning(Suppression.id)
+    )
+    return len((await session.execute(stmt)).all())
+
+
+async def letter_for_link(session: AsyncSession, letter_id: int) -> Letter | None:
+    return await session.get(Letter, letter_id)
+
+
+async def watermark(session: AsyncSession, feed: str) -> datetime | None:
+    stmt = select(SyncWatermark.watermark).where(SyncWatermark.feed == feed)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def advance_watermark(session: AsyncSession, feed: str, at: datetime) -> None:
+    """Move the feed's watermark forward (never back)."""
+    stmt = insert(SyncWatermark).values(feed=feed, watermark=at, updated_at=func.now())
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[SyncWatermark.feed],
+        set_={
+            "watermark": func.greatest(SyncWatermark.watermark, stmt.excluded.watermark),
+            "updated_at": func.now(),
+        },
+    )
+    await session.execute(stmt)
+
+
+async def set_delivery_status(session: AsyncSession, changes: Sequence[StatusChange]) -> None:
+    """Apply status changes in one executemany; a change older than the letter's is ignored."""
+    newest: dict[int, StatusChange] = {}
+    for change in changes:
+        known = newest.get(change.letter_id)
+        if known is None or known.changed_at <= change.changed_at:
+            newest[change.letter_id] = change
+    if not newest:
+        return
+    t = Letter.__table__
+    assert isinstance(t, Table)
+    stmt = (
+        update(t)
+        .where(
+            t.c.id == bindparam("letter_id"),
+            or_(t.c.delivery_updated_at.is_(None), t.c.delivery_updated_at <= bindparam("at")),
+        )
+        .values(delivery_status=bindparam("status"), delivery_updated_at=bindparam("at"))
+    )
+    params = [
+        {"letter_id": c.letter_id, "status": c.status, "at": c.changed_at} for c in newest.values()
+    ]
+    await session.execute(stmt, params)
