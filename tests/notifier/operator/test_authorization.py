@@ -42,6 +42,8 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/config/integrations"): "letters:read",
     ("PUT", "/v1/config/integrations/{name}/switch"): "config:write",
     ("GET", "/v1/config/integrations/{name}/history"): "letters:read",
+    ("GET", "/v1/unsubscribe/{token}"): PUBLIC,  # the signed token is the credential
+    ("POST", "/v1/unsubscribe/{token}"): PUBLIC,
 }
 SCOPES = ("events:write", "letters:read", "letters:write", "config:write", "admin")
 PATH_VALUES = {
@@ -49,6 +51,7 @@ PATH_VALUES = {
     "event_id": "3f1c5a0e-8d4b-4c36-9a57-0e0d3a8c2b11",
     "letter": "LowBalanceNotice",
     "name": "LowBalanceNotice",
+    "token": "1.00000000000000000000000000000000",
 }
 
 

@@ -64,6 +64,19 @@ class NotifierSettings(ServiceSettings):
     payment_url_template: str = Field(
         "{cabinet_url}/payment", description="Payment link in letters; {cabinet_url} is filled."
     )
+    # ---- suppressions (issue 5) ----
+    unsubscribe_per_minute: int = Field(
+        20, ge=1, description="Unsubscribe link requests per client IP per minute (then 429)."
+    )
+    gateway_sync_page_size: int = Field(
+        1000, ge=1, le=1000, description="Rows per page when pulling the gateway's feeds."
+    )
+    gateway_sync_max_pages: int = Field(
+        50, ge=1, description="Pages per feed per run of the sync crons; the rest waits a minute."
+    )
+    gateway_sync_overlap_seconds: int = Field(
+        60, ge=0, description="Each pull re-reads this much before the watermark (late commits)."
+    )
 
     def _secrets(self) -> dict[str, str]:
         return {"secret_key": self.secret_key, "gateway_token": self.gateway_token}
