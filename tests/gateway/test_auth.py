@@ -17,6 +17,7 @@ ROUTES: list[tuple[str, str, str, dict[str, object]]] = [
     ("GET", "/v1/messages/00000000-0000-4000-8000-000000000000", "messages:read", {}),
     ("GET", "/v1/messages", "messages:read", {}),
     ("GET", "/v1/suppressions", "messages:read", {}),
+    ("GET", "/v1/status-changes", "messages:read", {}),
     ("DELETE", "/v1/suppressions/1", "admin", {}),
     ("GET", "/v1/providers", "messages:read", {}),
     ("PUT", "/v1/providers/log/switch", "admin", {"json": {"enabled": False}}),

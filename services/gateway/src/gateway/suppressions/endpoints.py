@@ -1,4 +1,7 @@
-"""Suppressions: listed for operators and pulled by the notifier; removable by an admin."""
+"""Suppressions: listed for operators and pulled by the notifier; removable by an admin.
+
+Also the message status feed the notifier pulls next to the suppression feed (same paging).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,12 @@ from notifier_common.pagination import decode_datetime_cursor, encode_cursor
 from gateway.deps import Admin, MessagesReader, Session
 from gateway.messages.dispatch import normalize_address
 from gateway.suppressions import repository
-from gateway.suppressions.schemas import SuppressionOut, SuppressionPage
+from gateway.suppressions.schemas import (
+    StatusChangeOut,
+    StatusChangePage,
+    SuppressionOut,
+    SuppressionPage,
+)
 
 router = APIRouter(prefix="/v1", tags=["suppressions"])
 log = get_logger("gateway.suppressions")
@@ -39,12 +47,7 @@ async def list_suppressions(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SuppressionPage:
-    after = None
-    if cursor:
-        at, last = decode_datetime_cursor(cursor)
-        if not last.isdigit():
-            raise Unprocessable("invalid cursor")
-        after = (at, int(last))
+    after = _int_cursor(cursor)
     rows = await repository.list_page(
         session,
         address=normalize_address(address) if address else None,
@@ -58,6 +61,46 @@ async def list_suppressions(
     return SuppressionPage(
         items=[SuppressionOut.model_validate(r) for r in page], next_cursor=next_cursor
     )
+
+
+@router.get(
+    "/status-changes",
+    response_model=StatusChangePage,
+    summary="Messages moved by provider webhooks, oldest first (a sync feed)",
+    description=(
+        "One item per webhook event that moved a message to delivered / bounced / complained, "
+        "ordered by the event's `received_at`, with the message's current status and "
+        "idempotency key. Poll like `/v1/suppressions`: `since` = newest `received_at` seen "
+        "minus a minute of overlap; applying an item twice is harmless."
+    ),
+    responses=problem_responses(),
+)
+async def list_status_changes(
+    session: Session,
+    _: MessagesReader,
+    since: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> StatusChangePage:
+    rows = await repository.status_changes(
+        session, since=since, after=_int_cursor(cursor), limit=limit + 1
+    )
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(page[-1].received_at, page[-1].event_id) if len(rows) > limit else None
+    )
+    return StatusChangePage(
+        items=[StatusChangeOut.model_validate(r) for r in page], next_cursor=next_cursor
+    )
+
+
+def _int_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    if not cursor:
+        return None
+    at, last = decode_datetime_cursor(cursor)
+    if not last.isdigit():
+        raise Unprocessable("invalid cursor")
+    return at, int(last)
 
 
 @router.delete(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +11,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.models import Suppression
+from gateway.models import MessageRecord, MessageStatus, ProviderEvent, Suppression
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +90,40 @@ async def list_page(
 async def delete_one(session: AsyncSession, suppression_id: int) -> bool:
     stmt = delete(Suppression).where(Suppression.id == suppression_id).returning(Suppression.id)
     return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChangeRow:
+    event_id: int
+    received_at: datetime
+    message_id: uuid.UUID
+    idempotency_key: str
+    status: MessageStatus
+    status_changed_at: datetime | None
+
+
+FINAL_DELIVERY = (MessageStatus.delivered, MessageStatus.bounced, MessageStatus.complained)
+
+
+async def status_changes(
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[StatusChangeRow]:
+    """Webhook events that moved a message, oldest first on (received_at, id), with the message's
+    current status (a later event for the same message shows the same, newest, status)."""
+    e, m = ProviderEvent, MessageRecord
+    stmt = (
+        select(e.id, e.received_at, m.id, m.idempotency_key, m.status, m.status_changed_at)
+        .join(m, m.id == e.message_id)
+        .where(e.type.in_(["delivered", "bounced", "complained"]), m.status.in_(FINAL_DELIVERY))
+    )
+    if since is not None:
+        stmt = stmt.where(e.received_at >= since)
+    if after is not None:
+        at, last = after
+        stmt = stmt.where(or_(e.received_at > at, and_(e.received_at == at, e.id > last)))
+    stmt = stmt.order_by(e.received_at, e.id).limit(limit)
+    return [StatusChangeRow(*row) for row in (await session.execute(stmt)).all()]

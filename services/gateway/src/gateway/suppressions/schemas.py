@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,4 +20,20 @@ class SuppressionOut(BaseModel):
 
 class SuppressionPage(BaseModel):
     items: list[SuppressionOut]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class StatusChangeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event_id: int = Field(description="The provider event that moved the message.")
+    received_at: datetime
+    message_id: uuid.UUID
+    idempotency_key: str
+    status: str = Field(description="The message's current status: delivered|bounced|complained")
+    status_changed_at: datetime | None
+
+
+class StatusChangePage(BaseModel):
+    items: list[StatusChangeOut]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
