@@ -13,13 +13,13 @@ class Config:
     intake_clients: int = 16
     intake_batch: int = 100
     processing_events: int = 50_000
-    processing_cap: float = 30.0  # seconds per run at most (rate over what finished)
+    processing_cap: float = 25.0  # seconds per run at most (rate over what finished)
     drain_letters: int = 100_000
-    drain_cap: float = 30.0  # seconds per drain at most (rate over what became final)
+    drain_cap: float = 25.0  # seconds per drain at most (rate over what became final)
     drain_smtp_letters: int = 20_000
     latency_rate: int = 200
     latency_seconds: float = 60.0
-    latency_grace: float = 20.0  # seconds to wait for the last letters after publishing
+    latency_grace: float = 10.0  # seconds to wait for the last letters after publishing
     scale_due: int = 20_000
     scale_small: int = 10_000
     scale_big: int = 1_000_000

@@ -98,7 +98,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                 )
                 counted = as_int(client.get(COUNT_KEY))
                 client.set(COUNT_KEY, 0)
-                base = baseline(env, port, min(n, 5000), str(keep))
+                base = baseline(env, port, min(n, 3000), str(keep))
                 runs.append(
                     {
                         # messages the sink accepted per second of the drain window
@@ -124,7 +124,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             "workers": 2,
             "smtp_connections": POOL,
             "cap_seconds": cfg.drain_cap,
-            "baseline_messages": min(cfg.drain_smtp_letters, 5000),
+            "baseline_messages": min(cfg.drain_smtp_letters, 3000),
             "target": ">= 75% of aiosmtplib alone",
         },
     )

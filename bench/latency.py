@@ -18,9 +18,9 @@ from typing import Any
 from notifier_common.events import ClientActivated, ClientActivatedPayload
 from notifier_common.publisher import connect, publish
 
-from bench import drain, stats
+from bench import drain, processing, stats
 from bench.config import Config
-from bench.env import BenchEnv
+from bench.env import QUEUE, BenchEnv
 from bench.procs import script
 
 LETTER = "ActivateClientNotice"
@@ -93,6 +93,13 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         time.sleep(2)  # worker start-up
         for i in range(cfg.runs):
             runs.append(one_run(env, cfg, f"{random.getrandbits(24):06x}{i}"))
+            # each run starts with an empty queue: drop what the worker did not reach
+            client = env.redis()
+            try:
+                client.zremrangebyscore(QUEUE, "-inf", int(time.time() * 1000))
+            finally:
+                client.close()
+            processing.wait_idle(env)
     finally:
         env.sup.stop(worker)
         drain.stop_services(env, services)
