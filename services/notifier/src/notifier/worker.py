@@ -25,6 +25,8 @@ from notifier.letters.service import PlanConfig
 from notifier.letters.timing import QuietHours
 from notifier.metrics import JOB_DURATION
 from notifier.settings import NotifierSettings, get_settings
+from notifier.suppressions import tasks as suppression_tasks
+from notifier.suppressions.feed import FeedUnavailable, GatewayFeeds
 
 log = get_logger("notifier.worker")
 
@@ -45,6 +47,14 @@ def delivery_config(settings: NotifierSettings) -> DeliveryConfig:
         backoff_cap=settings.letters_backoff_cap,
         public_url=settings.public_url,
         secret_key=settings.secret_key,
+    )
+
+
+def sync_config(settings: NotifierSettings) -> suppression_tasks.SyncConfig:
+    return suppression_tasks.SyncConfig(
+        page_size=settings.gateway_sync_page_size,
+        max_pages=settings.gateway_sync_max_pages,
+        overlap=timedelta(seconds=settings.gateway_sync_overlap_seconds),
     )
 
 
@@ -91,6 +101,9 @@ def start_clients(ctx: dict[str, Any], settings: NotifierSettings) -> None:
         base_url=settings.gateway_url,
         token=settings.gateway_token,
         batch_size=settings.gateway_batch_size,
+    )
+    ctx["gateway_feeds"] = GatewayFeeds(
+        ctx["gateway_http"], base_url=settings.gateway_url, token=settings.gateway_token
     )
     ctx["enrichment"] = ctx.get("enrichment") or EnrichmentClient(
         ctx["upstream_http"],
@@ -161,6 +174,26 @@ async def send_letters(ctx: dict[str, Any], letter_ids: list[int]) -> dict[str, 
         return {"claimed": report.claimed, "sent": report.sent}
 
 
+async def sync_suppressions(ctx: dict[str, Any]) -> dict[str, int]:
+    """arq cron, every minute: pull the gateway's suppression feed, then its status feed."""
+    out: dict[str, int] = {}
+    for name, run in (
+        ("suppressions", suppression_tasks.sync_suppressions),
+        ("statuses", suppression_tasks.sync_delivery_statuses),
+    ):
+        with JOB_DURATION.labels(f"sync_{name}").time():
+            try:
+                report = await run(
+                    ctx["sessionmaker"], ctx["gateway_feeds"], sync_config(ctx["settings"])
+                )
+            except FeedUnavailable as exc:  # the next minute starts from the same watermark
+                log.warning("worker.gateway_sync_failed", feed=name, error=str(exc))
+                out[f"{name}_failed"] = 1
+                continue
+        out[name] = report.applied
+    return out
+
+
 def worker_settings(settings: NotifierSettings) -> dict[str, Any]:
     """Keyword arguments for ``arq.Worker``; throughput knobs set deliberately.
 
@@ -182,7 +215,15 @@ def worker_settings(settings: NotifierSettings) -> dict[str, Any]:
                 unique=True,
                 run_at_startup=False,
                 timeout=settings.worker_job_timeout * 10,
-            )
+            ),
+            cron(
+                sync_suppressions,
+                name="sync_suppressions",
+                second=30,  # half a minute away from the drain
+                unique=True,
+                run_at_startup=False,
+                timeout=settings.worker_job_timeout * 5,
+            ),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

@@ -114,9 +114,10 @@ async def set_delivery_status(session: AsyncSession, changes: Sequence[StatusCha
             t.c.id == bindparam("letter_id"),
             or_(t.c.delivery_updated_at.is_(None), t.c.delivery_updated_at <= bindparam("at")),
         )
-        .values(delivery_status=bindparam("status"), delivery_updated_at=bindparam("at"))
+        .values(delivery_status=bindparam("new_status"), delivery_updated_at=bindparam("at"))
     )
     params = [
-        {"letter_id": c.letter_id, "status": c.status, "at": c.changed_at} for c in newest.values()
+        {"letter_id": c.letter_id, "new_status": c.status, "at": c.changed_at}
+        for c in newest.values()
     ]
     await session.execute(stmt, params)
