@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deploy.upstream_stub import app as upstream_app
+from tests.conftest import TokenFactory
 from tests.factories import event_body
 from tests.notifier.letters.conftest import (
     GATEWAY,
@@ -238,6 +239,19 @@ class TestDeliveryStatusSync:
         await world.sync()  # the overlap re-reads the delivered event: the bounce stays
         [seen] = await world.engine.letters(id=letter.id)
         assert seen.delivery_status == "bounced"
+
+    async def test_the_operator_sees_the_delivery_status_on_the_timeline(
+        self, world: World, client: httpx.AsyncClient, make_token: TokenFactory
+    ) -> None:
+        [letter, *_] = await world.welcome()
+        pm = letter.provider_message_id
+        await world.hook({"id": "d1", "type": "delivered", "provider_message_id": pm})
+        await world.sync()
+        reader = {"Authorization": f"Bearer {await make_token('letters:read')}"}
+        body = (await client.get(f"/v1/letters/{letter.id}", headers=reader)).json()
+        assert body["delivery_status"] == "delivered"
+        last = body["timeline"][-1]
+        assert (last["kind"], last["summary"]) == ("provider", "provider reported delivered")
 
 
 class TestCron:

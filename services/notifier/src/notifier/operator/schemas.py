@@ -40,6 +40,10 @@ class LetterOut(BaseModel):
     cancel_reason: str | None = None
     cancelled_by_event_id: uuid.UUID | None = None
     skip_reason: str | None = None
+    delivery_status: str | None = Field(
+        None, description="delivered | bounced | complained, as the provider reported it."
+    )
+    delivery_updated_at: datetime | None = None
     resend_of: int | None = Field(None, description="The letter this one re-sends.")
     created_at: datetime
     updated_at: datetime

@@ -1,4 +1,4 @@
-"""A letter's timeline: event -> decision -> attempts -> provider status -> outcome.
+"""A letter's timeline: event -> decision -> attempts -> provider status -> outcome -> delivery.
 
 The engine stores no separate decision record; the decision is derived from the row itself
 (``triggered_at``, ``send_at``, ``expires_at``, ``dedup_key``, origin) and, when the catalog
@@ -38,6 +38,15 @@ def build(
     outcome = _outcome(letter)
     if outcome is not None:
         entries.append(outcome)
+    if letter.delivery_status:  # pulled from the gateway's status feed (suppressions/tasks.py)
+        entries.append(
+            TimelineEntry(
+                at=letter.delivery_updated_at,
+                kind="provider",
+                summary=f"provider reported {letter.delivery_status}",
+                detail={"delivery_status": letter.delivery_status},
+            )
+        )
     entries += [
         TimelineEntry(
             at=r.created_at,
