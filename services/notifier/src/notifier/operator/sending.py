@@ -2,9 +2,10 @@
 
 Both write new ``scheduled`` rows due now (origin ``manual`` / ``resend``, ``created_by`` = the
 token name). The API then enqueues a ``send_letters`` job after its commit (operator/dispatch.py)
-so a worker sends them at once, through the same delivery path as every letter, so gateway
-suppressions and integration switches always apply; the per-minute drain is the safety net. A bypassed manual
-send records ``context.operator.bypass_conditions`` so the send-time recheck can honour it.
+so a worker sends them at once, through the same delivery path as every letter (gateway
+suppressions and integration switches always apply); the per-minute drain is the safety net.
+A bypassed manual send records ``context.operator.bypass_conditions``, which the send-time
+recheck honours.
 """
 
 from __future__ import annotations
