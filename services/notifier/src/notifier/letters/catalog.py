@@ -71,6 +71,7 @@ class Trigger:
 
     event_type: str
     when: Callable[[AnyEvent], bool] = lambda _event: True
+    label: str = ""  # what ``when`` checks, for docs (e.g. "prepaid, not paid")
 
 
 @dataclass(frozen=True)

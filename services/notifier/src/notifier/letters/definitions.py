@@ -107,7 +107,8 @@ def _activated(*, payment_type: str | None = None, service: str | None = None) -
             service is None or event.payload.service == service
         )
 
-    return Trigger("client.activated", when)
+    label = ", ".join(x for x in (payment_type, service) if x)
+    return Trigger("client.activated", when, label)
 
 
 def _contract_unpaid_reason(facts: SendFacts) -> str | None:
@@ -157,7 +158,7 @@ def _prepaid_reminder(name: str, params: type[ReminderParams]) -> LetterSpec[Rem
     return LetterSpec(
         name=name,
         params=params,
-        triggers=(Trigger("contract.created", _prepaid_unpaid_contract),),
+        triggers=(Trigger("contract.created", _prepaid_unpaid_contract, "prepaid, not paid"),),
         timing=_after,
         enrichments=frozenset({"client", "contract"}),
         condition=_unpaid_at_trigger,
