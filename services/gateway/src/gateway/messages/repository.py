@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PGUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import MessageRecord, MessageStatus
@@ -24,7 +39,7 @@ class NewClaim:
     id: uuid.UUID
     idempotency_key: str
     request_hash: str
-    request: dict[str, Any]
+    request: dict[str, Any] | str  # the message, or its JSON text (stored as jsonb)
     channel: str
     action: str
     provider: str | None
@@ -37,16 +52,50 @@ class Claimed:
     idempotency_key: str
     claim_token: uuid.UUID
     provider: str | None
-    request: dict[str, Any]
+    request: dict[str, Any] | None  # None from ``claim``: the caller holds the message
 
 
-def _retryable() -> Any:
-    """Stored states a repeat of the key may take over: not final, or a dead in-flight claim."""
-    return or_(
-        M.status == MessageStatus.transient_error,
-        and_(M.status == MessageStatus.skipped, M.code == "disabled"),
-        and_(M.status == MessageStatus.in_progress, M.lease_until < func.now()),
-    )
+# One statement for the whole batch: the rows arrive as arrays (one bind per column, not per
+# row), ordered by key so concurrent claimers lock in one order (no deadlocks). A stored key is
+# taken over only with the same request hash and a retryable state: not final (transient_error,
+# skipped: disabled) or a dead in-flight claim (in_progress past its lease).
+_CLAIM = text(
+    """
+INSERT INTO gateway.messages AS m (id, idempotency_key, request_hash, request, channel, action,
+    provider, recipient, status, attempts, claim_token, lease_until)
+SELECT r.id, r.idempotency_key, r.request_hash, r.request::jsonb, r.channel, r.action,
+    r.provider, r.recipient, 'in_progress', 1, CAST(:token AS uuid),
+    now() + make_interval(secs => CAST(:lease AS float8))
+FROM unnest(CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:hashes AS text[]),
+    CAST(:requests AS text[]), CAST(:channels AS text[]), CAST(:actions AS text[]),
+    CAST(:providers AS text[]), CAST(:recipients AS text[]))
+    AS r(id, idempotency_key, request_hash, request, channel, action, provider, recipient)
+ORDER BY r.idempotency_key
+ON CONFLICT (idempotency_key) DO UPDATE SET
+    status = 'in_progress',
+    provider = excluded.provider,
+    claim_token = excluded.claim_token,
+    lease_until = excluded.lease_until,
+    attempts = m.attempts + 1,
+    updated_at = now()
+WHERE m.request_hash = excluded.request_hash AND (
+    m.status = 'transient_error'
+    OR (m.status = 'skipped' AND m.code = 'disabled')
+    OR (m.status = 'in_progress' AND m.lease_until < now()))
+RETURNING m.id, m.idempotency_key, m.claim_token, m.provider
+"""
+).bindparams(
+    bindparam("ids", type_=ARRAY(PGUUID(as_uuid=True))),
+    bindparam("keys", type_=ARRAY(String())),
+    bindparam("hashes", type_=ARRAY(String())),
+    bindparam("requests", type_=ARRAY(Text())),
+    bindparam("channels", type_=ARRAY(String())),
+    bindparam("actions", type_=ARRAY(String())),
+    bindparam("providers", type_=ARRAY(String())),
+    bindparam("recipients", type_=ARRAY(String())),
+    bindparam("token", type_=PGUUID(as_uuid=True)),
+    bindparam("lease", type_=Float()),
+)
 
 
 async def claim(session: AsyncSession, rows: Sequence[NewClaim], *, lease: float) -> list[Claimed]:
@@ -57,42 +106,31 @@ async def claim(session: AsyncSession, rows: Sequence[NewClaim], *, lease: float
     """
     if not rows:
         return []
-    token = uuid.uuid4()  # one claim token per statement is enough to tell claimers apart
-    params = [
-        {
-            "id": r.id,
-            "idempotency_key": r.idempotency_key,
-            "request_hash": r.request_hash,
-            "request": r.request,
-            "channel": r.channel,
-            "action": r.action,
-            "provider": r.provider,
-            "recipient": r.recipient,
-        }
-        for r in sorted(rows, key=lambda r: r.idempotency_key)  # one lock order: no deadlocks
+    params: dict[str, Any] = {
+        "ids": [r.id for r in rows],
+        "keys": [r.idempotency_key for r in rows],
+        "hashes": [r.request_hash for r in rows],
+        "requests": [
+            r.request if isinstance(r.request, str) else json.dumps(r.request) for r in rows
+        ],
+        "channels": [r.channel for r in rows],
+        "actions": [r.action for r in rows],
+        "providers": [r.provider for r in rows],
+        "recipients": [r.recipient for r in rows],
+        "token": uuid.uuid4(),  # one claim token per statement is enough to tell claimers apart
+        "lease": lease,
+    }
+    result = await session.execute(_CLAIM, params)
+    return [
+        Claimed(
+            id=r.id,
+            idempotency_key=r.idempotency_key,
+            claim_token=r.claim_token,
+            provider=r.provider,
+            request=None,
+        )
+        for r in result.all()
     ]
-    base = insert(M).values(
-        status=MessageStatus.in_progress,
-        attempts=1,
-        claim_token=token,
-        lease_until=func.now() + timedelta(seconds=lease),
-    )
-    stmt = base.on_conflict_do_update(
-        index_elements=[M.idempotency_key],
-        set_={
-            "status": MessageStatus.in_progress,
-            "provider": base.excluded.provider,
-            "claim_token": base.excluded.claim_token,
-            "lease_until": base.excluded.lease_until,
-            "attempts": M.attempts + 1,
-            "updated_at": func.now(),
-        },
-        where=and_(M.request_hash == base.excluded.request_hash, _retryable()),
-    ).returning(M.id, M.idempotency_key, M.claim_token, M.provider, M.request)
-    # executemany + RETURNING: SQLAlchemy batches the rows into multi-row VALUES statements
-    conn = await session.connection()
-    result = await conn.execute(stmt, params)
-    return [Claimed(*row) for row in result.all()]
 
 
 async def claim_replayable(
@@ -122,22 +160,39 @@ async def claim_replayable(
     return [Claimed(*row) for row in (await session.execute(stmt)).all()]
 
 
-_STORE = (
-    update(M)
-    .where(M.id == bindparam("b_id"), M.claim_token == bindparam("b_token"))
-    .values(
-        status=bindparam("b_status"),
-        provider_message_id=bindparam("b_pmid"),
-        code=bindparam("b_code"),
-        reason=bindparam("b_reason"),
-        status_code=bindparam("b_status_code"),
-        retry_after=bindparam("b_retry_after"),
-        response_excerpt=bindparam("b_excerpt"),
-        sent_at=bindparam("b_sent_at"),
-        claim_token=None,
-        lease_until=None,
-        updated_at=func.now(),
-    )
+_STORE = text(
+    """
+UPDATE gateway.messages AS m SET
+    status = r.status,
+    provider_message_id = r.provider_message_id,
+    code = r.code,
+    reason = r.reason,
+    status_code = r.status_code,
+    retry_after = r.retry_after,
+    response_excerpt = r.response_excerpt,
+    sent_at = r.sent_at,
+    claim_token = NULL,
+    lease_until = NULL,
+    updated_at = now()
+FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:statuses AS text[]),
+    CAST(:pmids AS text[]), CAST(:codes AS text[]), CAST(:reasons AS text[]),
+    CAST(:status_codes AS int[]), CAST(:retry_afters AS float8[]), CAST(:excerpts AS text[]),
+    CAST(:sent_ats AS timestamptz[]))
+    AS r(id, claim_token, status, provider_message_id, code, reason, status_code, retry_after,
+         response_excerpt, sent_at)
+WHERE m.id = r.id AND m.claim_token = r.claim_token
+"""
+).bindparams(
+    bindparam("ids", type_=ARRAY(PGUUID(as_uuid=True))),
+    bindparam("tokens", type_=ARRAY(PGUUID(as_uuid=True))),
+    bindparam("statuses", type_=ARRAY(String())),
+    bindparam("pmids", type_=ARRAY(String())),
+    bindparam("codes", type_=ARRAY(String())),
+    bindparam("reasons", type_=ARRAY(Text())),
+    bindparam("status_codes", type_=ARRAY(Integer())),
+    bindparam("retry_afters", type_=ARRAY(Float())),
+    bindparam("excerpts", type_=ARRAY(Text())),
+    bindparam("sent_ats", type_=ARRAY(DateTime(timezone=True))),
 )
 
 
@@ -156,27 +211,23 @@ class StoredResult:
 
 
 async def store_results(session: AsyncSession, results: Sequence[StoredResult]) -> None:
-    """Write results of claimed rows (one executemany); a stolen claim (lease ran out) is not
+    """Write results of claimed rows (one statement); a stolen claim (lease ran out) is not
     overwritten."""
     if not results:
         return
-    params = [
-        {
-            "b_id": r.id,
-            "b_token": r.claim_token,
-            "b_status": r.status,
-            "b_pmid": r.provider_message_id,
-            "b_code": r.code,
-            "b_reason": r.reason,
-            "b_status_code": r.status_code,
-            "b_retry_after": r.retry_after,
-            "b_excerpt": r.response_excerpt,
-            "b_sent_at": r.sent_at,
-        }
-        for r in results
-    ]
-    conn = await session.connection()
-    await conn.execute(_STORE, params)
+    params = {
+        "ids": [r.id for r in results],
+        "tokens": [r.claim_token for r in results],
+        "statuses": [r.status.value for r in results],
+        "pmids": [r.provider_message_id for r in results],
+        "codes": [r.code for r in results],
+        "reasons": [r.reason for r in results],
+        "status_codes": [r.status_code for r in results],
+        "retry_afters": [r.retry_after for r in results],
+        "excerpts": [r.response_excerpt for r in results],
+        "sent_ats": [r.sent_at for r in results],
+    }
+    await session.execute(_STORE, params)
 
 
 async def by_keys(session: AsyncSession, keys: Sequence[str]) -> list[MessageRecord]:

@@ -56,9 +56,13 @@ class ItemResult:
     result: SendResultOut
 
 
-def request_hash(message: Message) -> str:
-    canonical = json.dumps(message.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def canonical_json(message: Message) -> str:
+    """The message as sorted compact JSON: hashed for idempotency and stored as the request."""
+    return json.dumps(message.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def request_hash(message: Message, canonical: str | None = None) -> str:
+    return hashlib.sha256((canonical or canonical_json(message)).encode()).hexdigest()
 
 
 def result_from_record(row: MessageRecord) -> SendResultOut:
@@ -113,13 +117,18 @@ class MessageService:
 
     async def send(self, items: Sequence[BatchItem]) -> list[ItemResult]:
         """One result per item, in order. Repeated keys inside one batch share one send."""
-        hashes = [request_hash(item.message) for item in items]
+        bodies = [canonical_json(item.message) for item in items]
+        hashes = [
+            request_hash(item.message, body) for item, body in zip(items, bodies, strict=True)
+        ]
         first: dict[str, int] = {}
         for i, item in enumerate(items):
             first.setdefault(item.idempotency_key, i)
-        primaries = [items[i] for i in sorted(first.values())]
+        primaries = sorted(first.values())
         by_key = await self._send_unique(
-            primaries, [hashes[first[p.idempotency_key]] for p in primaries]
+            [items[i] for i in primaries],
+            [hashes[i] for i in primaries],
+            [bodies[i] for i in primaries],
         )
         out: list[ItemResult] = []
         for i, item in enumerate(items):
@@ -133,14 +142,19 @@ class MessageService:
         return out
 
     async def _send_unique(
-        self, items: Sequence[BatchItem], hashes: Sequence[str]
+        self, items: Sequence[BatchItem], hashes: Sequence[str], bodies: Sequence[str]
     ) -> dict[str, ItemResult]:
-        claims = [self._new_claim(item, h) for item, h in zip(items, hashes, strict=True)]
+        claims = [
+            self._new_claim(item, h, body)
+            for item, h, body in zip(items, hashes, bodies, strict=True)
+        ]
+        messages = {item.idempotency_key: item.message for item in items}
         async with session_scope(self.sessionmaker) as session:
             claimed = await repository.claim(
                 session, claims, lease=self.settings.claim_lease_seconds
             )
-            pending = [self._pending(c) for c in claimed]
+            # a claimed key's stored request has this hash: it is the message in hand
+            pending = [self._pending(c, messages[c.idempotency_key]) for c in claimed]
             disabled, suppressed = await self._screening_state(session, pending)
             taken = {c.idempotency_key for c in claimed}
             others = await repository.by_keys(
@@ -171,14 +185,14 @@ class MessageService:
                 IDEMPOTENT_REPLAYS.labels(resolution.value).inc(n)
         return results
 
-    def _new_claim(self, item: BatchItem, digest: str) -> repository.NewClaim:
+    def _new_claim(self, item: BatchItem, digest: str, body: str) -> repository.NewClaim:
         message = item.message
         first = next((r.address for r in message.to if r.address), None)
         return repository.NewClaim(
             id=uuid.uuid4(),
             idempotency_key=item.idempotency_key,
             request_hash=digest,
-            request=message.model_dump(mode="json"),
+            request=body,
             channel=message.channel,
             action=message.action,
             provider=message.provider or self.settings.provider_for(message.channel),
@@ -186,12 +200,12 @@ class MessageService:
         )
 
     @staticmethod
-    def _pending(claimed: repository.Claimed) -> Pending:
+    def _pending(claimed: repository.Claimed, message: Message | None = None) -> Pending:
         return Pending(
             message_id=claimed.id,
             idempotency_key=claimed.idempotency_key,
             claim_token=claimed.claim_token,
-            message=Message.model_validate(claimed.request),
+            message=message or Message.model_validate(claimed.request),
             provider=claimed.provider,
         )
 

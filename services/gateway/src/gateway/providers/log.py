@@ -3,20 +3,24 @@
 The default in development, and the "write to a log instead of the real CRM" mode of seed 001.
 Config: ``record`` (default true) writes the table row; ``database_url`` is filled in by the
 registry from the gateway's settings.
+
+One INSERT per batch. With ``record`` on, the table is the record of each message, so the
+per-message log lines are at debug and each batch logs one info line; with ``record`` off the
+log is the only record and every message is logged at info.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from notifier_common.db import create_engine, create_sessionmaker, session_scope
 from notifier_common.logging import get_logger, mask_email
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.models import LoggedMessage
 from gateway.providers.base import Message, Provider, SendResult
 
 log = get_logger("gateway.providers.log")
@@ -50,26 +54,37 @@ class LogProvider(Provider):
     async def send_many(self, messages: Sequence[Message]) -> list[SendResult]:
         ids = [f"log-{uuid.uuid4().hex}" for _ in messages]
         if self._sessionmaker is not None:
-            rows = [
-                {
-                    "provider": self.name,
-                    "provider_message_id": pid,
-                    "channel": m.channel,
-                    "action": m.action,
-                    "message": m.model_dump(mode="json", exclude_defaults=True),
-                }
-                for pid, m in zip(ids, messages, strict=True)
-            ]
+            params = {
+                "provider": self.name,
+                "pmids": ids,
+                "channels": [m.channel for m in messages],
+                "actions": [m.action for m in messages],
+                "messages": [m.model_dump_json(exclude_defaults=True) for m in messages],
+            }
             async with session_scope(self._sessionmaker) as session:
-                await session.execute(insert(LoggedMessage), rows)
-        for pid, m in zip(ids, messages, strict=True):
-            log.info(
-                "gateway.log_provider_message",
-                provider=self.name,
-                provider_message_id=pid,
-                channel=m.channel,
-                action=m.action,
-                to=[mask_email(r.address) for r in m.to if r.address],
-                subject=m.subject,
-            )
+                await session.execute(_INSERT, params)
+            log.info("gateway.log_provider_recorded", provider=self.name, count=len(messages))
+        recorded = self._sessionmaker is not None
+        if not recorded or log.isEnabledFor(logging.DEBUG):
+            emit = log.debug if recorded else log.info
+            for pid, m in zip(ids, messages, strict=True):
+                emit(
+                    "gateway.log_provider_message",
+                    provider=self.name,
+                    provider_message_id=pid,
+                    channel=m.channel,
+                    action=m.action,
+                    to=[mask_email(r.address) for r in m.to if r.address],
+                    subject=m.subject,
+                )
         return [SendResult.ok(pid) for pid in ids]
+
+
+_INSERT = text(
+    """
+INSERT INTO gateway.logged_messages (provider, provider_message_id, channel, action, message)
+SELECT CAST(:provider AS text), r.pmid, r.channel, r.action, r.message::jsonb
+FROM unnest(CAST(:pmids AS text[]), CAST(:channels AS text[]), CAST(:actions AS text[]),
+    CAST(:messages AS text[])) AS r(pmid, channel, action, message)
+"""
+)
