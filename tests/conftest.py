@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+import redis
 from notifier.settings import NotifierSettings
 from notifier_common.db import create_engine, create_sessionmaker
 from notifier_common.devservices import Services, ensure_services, to_libpq, with_database
@@ -97,12 +99,44 @@ async def database_url(services: Services, worker_database: str) -> AsyncIterato
     return url
 
 
+REDIS_OWNER_KEY = "notifier:test:owner"
+REDIS_OWNER_TTL = 1800  # a crashed run's claim lapses; every test renews it
+
+
+@pytest.fixture(scope="session")
+def worker_redis(services: Services) -> Iterator[tuple[str, str]]:
+    """A Redis db of this xdist worker's own: the first of 1-14 whose owner key it could set.
+
+    Fixed numbers let two test runs on one machine flush each other's queues and rate-limit
+    buckets mid-test; db 0 (make run) and 15 (bench, make run's test) are never taken.
+    """
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    for db in range(1, 15):
+        url = with_database(services.redis_url, str(db))
+        client = redis.Redis.from_url(url)
+        try:
+            if client.set(REDIS_OWNER_KEY, token, nx=True, ex=REDIS_OWNER_TTL):
+                break
+        finally:
+            client.close()
+    else:
+        pytest.fail("no free Redis db among 1-14 (owner key notifier:test:owner set on all)")
+    yield url, token
+    client = redis.Redis.from_url(url)
+    if client.get(REDIS_OWNER_KEY) == token.encode():
+        client.delete(REDIS_OWNER_KEY)
+    client.close()
+
+
 @pytest.fixture
-async def redis_url(services: Services, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    db = 1 + _worker_index(request)
-    url = with_database(services.redis_url, str(db))
+async def redis_url(worker_redis: tuple[str, str]) -> AsyncIterator[str]:
+    """The worker's Redis db, flushed for this test (and its claim renewed, atomically)."""
+    url, token = worker_redis
     client = Redis.from_url(url)
-    await client.flushdb()
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.flushdb()
+        pipe.set(REDIS_OWNER_KEY, token, ex=REDIS_OWNER_TTL)
+        await pipe.execute()
     await client.aclose()
     return url
 
