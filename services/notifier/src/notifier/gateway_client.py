@@ -66,6 +66,10 @@ class GatewayResult(BaseModel):
     duration_ms: int | None = None
 
 
+class _BatchRequest(BaseModel):
+    items: Sequence[GatewayItem]
+
+
 class _BatchResponse(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -80,7 +84,7 @@ class GatewayClient:
     ) -> None:
         self._http = http
         self._url = base_url.rstrip("/") + "/v1/messages:batch"
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.batch_size = max(1, min(batch_size, MAX_BATCH))
 
     async def send_batch(self, items: Sequence[GatewayItem]) -> dict[str, GatewayResult]:
@@ -92,11 +96,11 @@ class GatewayClient:
         return results
 
     async def _send_chunk(self, items: Sequence[GatewayItem]) -> dict[str, GatewayResult]:
-        body = {"items": [item.model_dump(mode="json", exclude_none=True) for item in items]}
+        body = _BatchRequest(items=items).model_dump_json(exclude_none=True)  # one pass, in Rust
         keys = [item.idempotency_key for item in items]
         started = time.perf_counter()
         try:
-            response = await self._http.post(self._url, json=body, headers=self._headers)
+            response = await self._http.post(self._url, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
             log.warning("gateway.transport_error", error=repr(exc)[:300], items=len(items))
             return _all(keys, "transient_error", code="gateway_unreachable", reason=repr(exc))

@@ -403,8 +403,6 @@ class LetterSender:
                     "last_error": r.error[:2000] if r.error else None,
                     "skip_reason": r.skip_reason[:200] if r.skip_reason else None,
                     "attempts": tries,
-                    "lease_until": None,
-                    "lease_token": None,
                     "updated_at": now,
                 }
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -264,15 +265,75 @@ async def lock_claimed(session: AsyncSession, ids: Sequence[int], token: uuid.UU
     return set((await session.execute(stmt)).scalars())
 
 
+_UPDATE_LETTERS_SQL = """
+UPDATE notifier.letters AS l
+SET status = r.status, send_at = r.send_at, sent_at = r.sent_at,
+    provider_message_id = r.provider_message_id, last_error = r.last_error,
+    skip_reason = r.skip_reason, attempts = r.attempts, lease_until = NULL, lease_token = NULL,
+    updated_at = r.updated_at
+FROM unnest(CAST(:id AS bigint[]), CAST(:status AS text[]), CAST(:send_at AS timestamptz[]),
+    CAST(:sent_at AS timestamptz[]), CAST(:provider_message_id AS text[]),
+    CAST(:last_error AS text[]), CAST(:skip_reason AS text[]), CAST(:attempts AS int[]),
+    CAST(:updated_at AS timestamptz[]))
+    AS r(id, status, send_at, sent_at, provider_message_id, last_error, skip_reason, attempts,
+         updated_at)
+WHERE l.id = r.id
+"""
+
+_INSERT_ATTEMPTS_SQL = """
+INSERT INTO notifier.attempts (letter_id, try_number, outcome, status_code, code, error,
+    provider, provider_message_id, duration_ms, created_at)
+SELECT * FROM unnest(CAST(:letter_id AS bigint[]), CAST(:try_number AS int[]),
+    CAST(:outcome AS text[]), CAST(:status_code AS int[]), CAST(:code AS text[]),
+    CAST(:error AS text[]), CAST(:provider AS text[]), CAST(:provider_message_id AS text[]),
+    CAST(:duration_ms AS int[]), CAST(:created_at AS timestamptz[]))
+"""
+
+_LETTER_UPDATE_COLUMNS = (
+    "id",
+    "status",
+    "send_at",
+    "sent_at",
+    "provider_message_id",
+    "last_error",
+    "skip_reason",
+    "attempts",
+    "updated_at",
+)
+_ATTEMPT_COLUMNS = (
+    "letter_id",
+    "try_number",
+    "outcome",
+    "status_code",
+    "code",
+    "error",
+    "provider",
+    "provider_message_id",
+    "duration_ms",
+    "created_at",
+)
+
+
+def _columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows -> one array per column (enum members as their values)."""
+    return {
+        name: [v.value if isinstance(v, enum.Enum) else v for v in (row[name] for row in rows)]
+        for name in names
+    }
+
+
 async def update_letters(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Bulk UPDATE by primary key (executemany); every row carries the same keys."""
+    """Record delivery results by primary key, one statement (arrays, not a row per bind).
+
+    Each row: id, status, send_at, sent_at, provider_message_id, last_error, skip_reason,
+    attempts, updated_at; the lease is always released."""
     if rows:
-        await session.execute(update(Letter), list(rows))
+        await session.execute(text(_UPDATE_LETTERS_SQL), _columns(rows, _LETTER_UPDATE_COLUMNS))
 
 
 async def insert_attempts(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(Attempt), list(rows))
+        await session.execute(text(_INSERT_ATTEMPTS_SQL), _columns(rows, _ATTEMPT_COLUMNS))
 
 
 # ---- settings -----------------------------------------------------------------------------
