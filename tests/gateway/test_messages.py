@@ -100,13 +100,15 @@ class TestSend:
         assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 19
 
     @pytest.mark.parametrize(
-        "gateway_settings", [{"delay": 1.0, "inflight_wait_seconds": 0.2}], indirect=True
+        "gateway_settings", [{"delay": 3.0, "inflight_wait_seconds": 0.2}], indirect=True
     )
     async def test_request_still_in_flight_after_the_wait_is_409(
         self, client: httpx.AsyncClient, writer: dict[str, str], counting: CountingProvider
     ) -> None:
         first = asyncio.create_task(send(client, writer, "k1", email()))
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(10):
+            while counting.calls == 0:  # noqa: ASYNC110 (the first request is at the provider)
+                await asyncio.sleep(0.01)
         r = await send(client, writer, "k1", email())
         assert r.status_code == 409
         assert int(r.headers["Retry-After"]) >= 1
