@@ -88,7 +88,7 @@ class Output:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 def test_run_local_serves_events_and_ctrl_c_leaves_no_process(
     tmp_path: Path, services: Services, scratch_database: str
 ) -> None:
@@ -100,7 +100,7 @@ def test_run_local_serves_events_and_ctrl_c_leaves_no_process(
     }
     args = ["--data-dir", str(tmp_path / "local"), "--api-port", str(api)]
     args += ["--gateway-port", str(gateway), "--upstream-port", str(upstream)]
-    args += ["--metrics-port", str(metrics), "--ready-timeout", "40"]
+    args += ["--metrics-port", str(metrics), "--ready-timeout", "120"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "deploy.run_local", *args],
         cwd=ROOT,
@@ -112,7 +112,7 @@ def test_run_local_serves_events_and_ctrl_c_leaves_no_process(
     out = Output(proc)
     descendants: list[psutil.Process] = []
     try:
-        token = out.wait_for(TOKEN, timeout=45).group(1)
+        token = out.wait_for(TOKEN, timeout=130).group(1)
         descendants = psutil.Process(proc.pid).children(recursive=True)
         assert len(descendants) >= 2  # notifier-api and notifier-worker at least
 
