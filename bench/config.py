@@ -19,7 +19,7 @@ class Config:
     drain_smtp_letters: int = 20_000
     latency_rate: int = 200
     latency_seconds: float = 60.0
-    latency_grace: float = 10.0  # seconds to wait for the last letters after publishing
+    latency_grace: float = 5.0  # seconds to wait for the last letters after publishing
     scale_due: int = 20_000
     scale_small: int = 10_000
     scale_big: int = 1_000_000

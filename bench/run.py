@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import time
 import traceback
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (>= 3)")
     parser.add_argument("--log-level", default="INFO", help="log level of the started services")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
+    parser.add_argument(
+        "--cap", type=float, default=None, help="override the per-run time cap (s) of the drains"
+    )
     parser.add_argument("--revision", default="head", help="migrate the bench db to this")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
@@ -80,7 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 3:
         parser.error("--runs must be >= 3 (every figure is a median of >= 3 runs)")
     cfg = Config.make(quick=args.quick)
-    cfg = Config(**{**cfg.__dict__, "runs": args.runs})
+    overrides: dict[str, Any] = {"runs": args.runs}
+    if args.cap:
+        overrides.update(processing_cap=args.cap, drain_cap=args.cap)
+    cfg = Config(**{**cfg.__dict__, **overrides})
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(f"bench: stopped by signal {signum}")  # unwinds: every process stopped
+
+    signal.signal(signal.SIGTERM, on_term)
     started = time.monotonic()
     out: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -94,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name}", file=sys.stderr, flush=True)
             out["results"][name] = run_workload(name, env, cfg)
             print(table({name: out["results"][name]}), file=sys.stderr, flush=True)
+            partial = {k: v for k, v in out.items() if k != "results"} | out["results"]
+            dump(args.out, partial | {"partial": True})  # kept if the run is cut short
         out["memory_samples"] = env.sup.sampler.peaks
     for name, data in out["results"].items():
         stats.validate_entry(name, data)
