@@ -10,7 +10,9 @@ import pytest
 from notifier.letters.drain import render_context
 from notifier.letters.rendering import render
 from notifier.letters.repository import Claimed
-from notifier.models import LetterStatus
+from notifier.models import Letter, LetterStatus
+from sqlalchemy import cast, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from tests.factories import event_body
 from tests.notifier.letters.conftest import START, Engine, RecordingGateway, Upstream
@@ -349,3 +351,25 @@ class TestCancellation:
         assert letter.status == LetterStatus.skipped
         assert letter.skip_reason == "contract already paid"
         assert gateway.sent == []
+
+    async def test_an_operators_bypassed_manual_send_is_not_rechecked(
+        self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
+    ) -> None:
+        await letter_engine.handle(
+            event_body("contract.created", payload=CONTRACT, occurred_at=START)
+        )
+        upstream.contracts["ct-1"]["is_paid"] = True
+        async with letter_engine.sessionmaker() as s, s.begin():
+            await s.execute(
+                update(Letter)
+                .where(Letter.letter == "FirstRemindPrepaidNotice")
+                .values(
+                    context=Letter.context.op("||")(
+                        cast({"operator": {"by": "ops", "bypass_conditions": True}}, JSONB)
+                    )
+                )
+            )
+        await letter_engine.sender.drain(now=at(2, 10))
+        [letter] = await letter_engine.letters(letter="FirstRemindPrepaidNotice")
+        assert letter.status == LetterStatus.sent
+        assert len(gateway.sent_for("FirstRemindPrepaidNotice")) == 1

@@ -135,6 +135,11 @@ def render_context(claimed: Claimed, config: DeliveryConfig) -> dict[str, Any]:
     return context
 
 
+def _bypassed(c: Claimed) -> bool:
+    operator = c.context.get("operator")
+    return isinstance(operator, dict) and operator.get("bypass_conditions") is True
+
+
 def backoff(attempt: int, config: DeliveryConfig, *, retry_after: float | None = None) -> float:
     """Exponential with jitter in [half, full] of base * 2**(attempt-1), capped; >= retry_after."""
     ceiling = min(config.backoff_cap, config.backoff_base * 2 ** max(0, attempt - 1))
@@ -269,8 +274,14 @@ class LetterSender:
         return verdict
 
     async def _rechecks(self, claimed: Sequence[Claimed]) -> dict[int, Result]:
-        """Re-fetch what each letter's send-time check needs (once per contract / client)."""
-        todo = [(c, spec.recheck) for c in claimed if (spec := self._spec(c)) and spec.recheck]
+        """Re-fetch what each letter's send-time check needs (once per contract / client).
+
+        A manual send an operator made with ``bypass_conditions`` is not re-checked."""
+        todo = [
+            (c, spec.recheck)
+            for c in claimed
+            if (spec := self._spec(c)) and spec.recheck and not _bypassed(c)
+        ]
         if not todo:
             return {}
         contracts = {c.contract_id for c, r in todo if "contract" in r.needs and c.contract_id}
