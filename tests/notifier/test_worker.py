@@ -1,6 +1,8 @@
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
+import httpx
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from notifier import worker
@@ -176,3 +178,26 @@ class TestHandleEvent:
 
         await service.handle_event(sessionmaker, Proc(), body)
         assert seen == [EventStatus.processed]
+
+
+class TestApiToWorker:
+    async def test_an_event_posted_to_the_api_is_processed_by_a_real_worker(
+        self,
+        client: httpx.AsyncClient,
+        make_token: Callable[..., Awaitable[str]],
+        settings: NotifierSettings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        headers = {"Authorization": f"Bearer {await make_token('events:write', 'letters:read')}"}
+        body = event_body(payload={"old_balance": 1000, "new_balance": "50.5"})
+        r = await client.post("/v1/events", json={"events": [body]}, headers=headers)
+        assert r.json()["results"][0]["status"] == "queued"
+        await run_burst(settings)
+        shown = (await client.get(f"/v1/events/{body['id']}", headers=headers)).json()
+        assert shown["status"] == "processed"
+        assert shown["body"]["payload"] == {
+            "contract_id": None,
+            "old_balance": "1000",
+            "new_balance": "50.5",
+            "currency": "RUB",
+        }

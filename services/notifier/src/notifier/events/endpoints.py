@@ -4,7 +4,7 @@ import uuid
 from typing import Annotated, Any
 
 from arq.jobs import Job, JobStatus
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Query, Request, Response
 from notifier_common.errors import (
     AppError,
     NotFound,
@@ -73,9 +73,16 @@ async def post_events(
         raw.extend(chunk)
         if len(raw) > settings.max_body_bytes:
             raise PayloadTooLarge(f"body exceeds {settings.max_body_bytes} bytes")
-    items, is_batch = intake.parse_body(bytes(raw), max_events=settings.max_batch_events)
+    body = bytes(raw)
+    items, is_batch = intake.parse_body(body, max_events=settings.max_batch_events)
     try:
-        result = await intake.accept(session, redis, items, queue_name=settings.queue_name)
+        result = await intake.accept(
+            session,
+            redis,
+            items,
+            queue_name=settings.queue_name,
+            check_nul=intake.may_hold_nul(body),
+        )
     except (RedisError, OSError) as exc:
         raise QueueUnavailable("the event queue is unavailable; retry later") from exc
     if not is_batch and result.rejected:
@@ -84,7 +91,8 @@ async def post_events(
             f"event rejected (stored as {item.id})",
             errors=[e.model_dump() for e in item.errors or []],
         )
-    return result
+    # serialised once here; returning the model would make FastAPI validate it again
+    return Response(result.model_dump_json(), status_code=202, media_type="application/json")
 
 
 @router.get(

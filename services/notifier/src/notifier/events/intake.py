@@ -8,12 +8,17 @@ from typing import Any
 from arq.connections import ArqRedis
 from notifier_common.errors import PayloadTooLarge, Unprocessable
 from notifier_common.events import Envelope
-from notifier_common.publisher import publish_many
+from notifier_common.publisher import enqueue_raw, job_id_for
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.events import service
 from notifier.events.schemas import FieldError, IntakeResponse, ItemResult
 from notifier.metrics import EVENTS_ENQUEUED
+
+
+def may_hold_nul(raw: bytes) -> bool:
+    """JSON can only carry U+0000 escaped (a raw control character is invalid JSON)."""
+    return b"\\u0000" in raw
 
 
 def parse_body(raw: bytes, *, max_events: int) -> tuple[list[Any], bool]:
@@ -39,12 +44,19 @@ def parse_body(raw: bytes, *, max_events: int) -> tuple[list[Any], bool]:
 
 
 async def accept(
-    session: AsyncSession, redis: ArqRedis, items: list[Any], *, queue_name: str
+    session: AsyncSession,
+    redis: ArqRedis,
+    items: list[Any],
+    *,
+    queue_name: str,
+    check_nul: bool = True,
 ) -> IntakeResponse:
+    """Validate each item; enqueue the valid ones as received (the worker validates them again,
+    so the job carries the producer's JSON and nothing is re-serialised on this hot path)."""
     results: list[ItemResult] = []
-    valid: list[tuple[int, Envelope]] = []
+    valid: list[tuple[int, Envelope, Any]] = []
     for index, item in enumerate(items):
-        checked = service.validate(item)
+        checked = service.validate(item, check_nul=check_nul)
         if checked.event is None:
             errors = checked.errors or []
             reject_id = await service.reject(session, item, errors, source="api")
@@ -57,11 +69,12 @@ async def accept(
                 )
             )
         else:
-            valid.append((index, checked.event))
+            valid.append((index, checked.event, item))
     # rejected rows are committed by the caller's transaction; the valid ones go to the queue
     await session.commit()
-    fresh = await publish_many(redis, [event for _, event in valid], queue_name=queue_name)
-    for (index, event), new in zip(valid, fresh, strict=True):
+    jobs = [(job_id_for(event.id), item) for _, event, item in valid]
+    fresh = await enqueue_raw(redis, jobs, queue_name=queue_name)
+    for (index, event, _), new in zip(valid, fresh, strict=True):
         status = "queued" if new else "duplicate"
         results.append(ItemResult(index=index, id=event.id, status=status))
     results.sort(key=lambda r: r.index)

@@ -69,8 +69,10 @@ def storable(value: Any) -> Any:
     return value
 
 
-def validate(body: Any) -> Validated:
-    nul = _nul_paths(body)
+def validate(body: Any, *, check_nul: bool = True) -> Validated:
+    """The typed event or field errors. ``check_nul=False`` when the caller knows the body
+    holds no U+0000 (e.g. its raw JSON has no ``\\u0000`` escape)."""
+    nul = _nul_paths(body) if check_nul else []
     if nul:
         return Validated(
             None,
