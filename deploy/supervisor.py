@@ -4,6 +4,7 @@ answer, notice when one dies, and stop them all (process groups: terminate, wait
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -61,6 +62,7 @@ class Supervisor:
             self.out.flush()
 
     def start(self, child: Child) -> None:
+        """Start a child in its own process group, bound to die with us (see _die_with_parent)."""
         # start_new_session: the child leads its own process group, so a terminal's Ctrl-C reaches
         # only us and we stop the children in order, and killpg reaches their own children too.
         child.process = subprocess.Popen(
@@ -70,6 +72,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         assert child.process.stdout is not None
         thread = threading.Thread(
@@ -141,3 +144,19 @@ def _signal_group(child: Child, sig: signal.Signals) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, sig)
+
+
+_PR_SET_PDEATHSIG = 1
+# resolved once at import, before any thread exists: the pre-exec hook only calls it
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the supervisor dies, even by SIGKILL.
+
+    Ctrl-C and SIGTERM are handled by stopping every child in order; this covers the case where
+    the supervisor itself is killed outright, which would otherwise orphan the whole stack.
+    Linux only; elsewhere a no-op.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)

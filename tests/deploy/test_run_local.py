@@ -4,6 +4,7 @@ process behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -87,11 +88,9 @@ class Output:
         return "".join(self.seen)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
-def test_run_local_serves_events_and_ctrl_c_leaves_no_process(
+def start_run_local(
     tmp_path: Path, services: Services, scratch_database: str
-) -> None:
+) -> tuple[subprocess.Popen[str], Output, int, int]:
     api, gateway, upstream, metrics = (free_port() for _ in range(4))
     env = dict(os.environ) | {
         "NOTIFIER_DATABASE_URL": scratch_database,
@@ -109,7 +108,15 @@ def test_run_local_serves_events_and_ctrl_c_leaves_no_process(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    out = Output(proc)
+    return proc, Output(proc), api, gateway
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_run_local_serves_events_and_ctrl_c_leaves_no_process(
+    tmp_path: Path, services: Services, scratch_database: str
+) -> None:
+    proc, out, api, gateway = start_run_local(tmp_path, services, scratch_database)
     descendants: list[psutil.Process] = []
     try:
         token = out.wait_for(TOKEN, timeout=130).group(1)
@@ -143,10 +150,40 @@ def test_run_local_serves_events_and_ctrl_c_leaves_no_process(
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0, out.rest()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed assertion: still stop the stack, never leak it
+            survivors = psutil.Process(proc.pid).children(recursive=True)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            for p in survivors:
+                if p.is_running():
+                    p.kill()
     text = out.rest()
     assert "stopped" in text
     alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"left behind: {alive}\n{text}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_children_die_with_run_local_even_when_it_is_killed(
+    tmp_path: Path, services: Services, scratch_database: str
+) -> None:
+    proc, out, _, _ = start_run_local(tmp_path, services, scratch_database)
+    descendants: list[psutil.Process] = []
+    try:
+        out.wait_for(TOKEN, timeout=130)
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        assert len(descendants) >= 2
+        proc.kill()  # SIGKILL: no handler runs; the children's parent-death signal must fire
+        proc.wait()
+        _gone, alive = psutil.wait_procs(descendants, timeout=30)
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == [], f"left behind: {alive}"
+    finally:
+        for p in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
