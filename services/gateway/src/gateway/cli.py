@@ -8,6 +8,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from notifier_common.serve import add_api_command
 from notifier_common.token_admin import token_cli
 
 from gateway.deps import SCOPES
@@ -23,25 +24,13 @@ app.add_typer(
 app.add_typer(suppressions_app, name="suppressions")
 
 
-@app.command()
-def api(
-    host: Annotated[str | None, typer.Option(help="Bind host")] = None,
-    port: Annotated[int | None, typer.Option(help="Bind port")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
-) -> None:
-    """Run the gateway API (uvicorn)."""
-    import uvicorn
-
-    settings = get_settings()
-    uvicorn.run(
-        "gateway.app:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-    )
+add_api_command(
+    app,
+    factory="gateway.app:create_app",
+    default_host=lambda: get_settings().api_host,
+    default_port=lambda: get_settings().api_port,
+    help="Run the gateway API (uvicorn).",
+)
 
 
 @app.command()

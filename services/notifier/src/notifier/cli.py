@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from notifier_common.serve import add_api_command
 from notifier_common.token_admin import token_cli
 
 from notifier.auth.tokens import admin
@@ -21,25 +22,13 @@ app.add_typer(
 )
 
 
-@app.command()
-def api(
-    host: Annotated[str | None, typer.Option(help="Bind host")] = None,
-    port: Annotated[int | None, typer.Option(help="Bind port")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
-) -> None:
-    """Run notifier-api (uvicorn)."""
-    import uvicorn
-
-    settings = get_settings()
-    uvicorn.run(
-        "notifier.api.app:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-    )
+add_api_command(
+    app,
+    factory="notifier.api.app:create_app",
+    default_host=lambda: get_settings().api_host,
+    default_port=lambda: get_settings().api_port,
+    help="Run notifier-api (uvicorn).",
+)
 
 
 @app.command()
