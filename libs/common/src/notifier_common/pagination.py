@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, or_
 
 from notifier_common.errors import Unprocessable
+
+T = TypeVar("T")
+S = TypeVar("S", bound=Select[Any])
 
 
 def encode_cursor(sort_value: datetime | int | str, row_id: Any) -> str:
@@ -34,3 +40,27 @@ def decode_datetime_cursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(value), row_id
     except (TypeError, ValueError) as exc:
         raise Unprocessable("invalid cursor") from exc
+
+
+def decode_keyset_cursor(
+    cursor: str | None, id_type: Callable[[str], T]
+) -> tuple[datetime, T] | None:
+    """``(timestamp, id)`` of a cursor, the id parsed by ``id_type`` (``int``, ``uuid.UUID``);
+    None without a cursor; 422 for a malformed one."""
+    if not cursor:
+        return None
+    at, last = decode_datetime_cursor(cursor)
+    try:
+        return at, id_type(last)
+    except (TypeError, ValueError) as exc:
+        raise Unprocessable("invalid cursor") from exc
+
+
+def newest_first(
+    stmt: S, ts: Any, id_: Any, *, after: tuple[datetime, Any] | None, limit: int
+) -> S:
+    """Order by ``(ts, id)`` descending, keyset after ``after`` (never OFFSET), ``limit`` rows."""
+    if after is not None:
+        at, last = after
+        stmt = stmt.where(or_(ts < at, and_(ts == at, id_ < last)))
+    return stmt.order_by(ts.desc(), id_.desc()).limit(limit)

@@ -13,7 +13,7 @@ from notifier_common.errors import (
     Unprocessable,
     problem_responses,
 )
-from notifier_common.pagination import decode_datetime_cursor, encode_cursor
+from notifier_common.pagination import decode_keyset_cursor, encode_cursor
 
 from gateway.deps import Messages, MessagesReader, MessagesWriter, Session, Settings
 from gateway.messages import repository
@@ -148,13 +148,7 @@ async def list_messages(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> MessagePage:
-    after = None
-    if cursor:
-        at, last = decode_datetime_cursor(cursor)
-        try:
-            after = (at, uuid.UUID(last))
-        except ValueError as exc:
-            raise Unprocessable("invalid cursor") from exc
+    after = decode_keyset_cursor(cursor, uuid.UUID)
     rows = await repository.list_messages(
         session,
         idempotency_key=idempotency_key,

@@ -9,16 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from notifier_common.pagination import newest_first
 from sqlalchemy import (
     DateTime,
     Float,
     Integer,
     String,
     Text,
-    and_,
     bindparam,
     func,
-    or_,
     select,
     text,
     update,
@@ -258,10 +257,7 @@ async def list_messages(
         stmt = stmt.where(M.provider == provider)
     if status is not None:
         stmt = stmt.where(M.status == status)
-    if after is not None:
-        at, last = after
-        stmt = stmt.where(or_(M.created_at < at, and_(M.created_at == at, M.id < last)))
-    stmt = stmt.order_by(M.created_at.desc(), M.id.desc()).limit(limit)
+    stmt = newest_first(stmt, M.created_at, M.id, after=after, limit=limit)
     return list((await session.execute(stmt)).scalars())
 
 

@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from notifier_common.errors import NotFound, Unprocessable, problem_responses
+from notifier_common.errors import NotFound, problem_responses
 from notifier_common.logging import get_logger
-from notifier_common.pagination import decode_datetime_cursor, encode_cursor
+from notifier_common.pagination import decode_keyset_cursor, encode_cursor
 
 from gateway.deps import Admin, MessagesReader, Session
 from gateway.messages.dispatch import normalize_address
@@ -95,12 +95,7 @@ async def list_status_changes(
 
 
 def _int_cursor(cursor: str | None) -> tuple[datetime, int] | None:
-    if not cursor:
-        return None
-    at, last = decode_datetime_cursor(cursor)
-    if not last.isdigit():
-        raise Unprocessable("invalid cursor")
-    return at, int(last)
+    return decode_keyset_cursor(cursor, int)
 
 
 @router.delete(

@@ -13,7 +13,7 @@ from notifier_common.errors import (
     problem_responses,
 )
 from notifier_common.events import EVENT_TYPES
-from notifier_common.pagination import decode_datetime_cursor, encode_cursor
+from notifier_common.pagination import decode_keyset_cursor, encode_cursor
 from notifier_common.publisher import job_id_for
 from redis.exceptions import RedisError
 
@@ -143,13 +143,7 @@ async def list_events(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EventPage:
-    after = None
-    if cursor:
-        at, last = decode_datetime_cursor(cursor)
-        try:
-            after = (at, uuid.UUID(last))
-        except ValueError as exc:
-            raise Unprocessable("invalid cursor") from exc
+    after = decode_keyset_cursor(cursor, uuid.UUID)
     rows = await repository.list_events(
         session, status=status, type_=type, client_id=client_id, after=after, limit=limit + 1
     )

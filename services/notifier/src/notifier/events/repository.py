@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifier_common.events import Envelope
-from sqlalchemy import and_, or_, select, update
+from notifier_common.pagination import newest_first
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -100,10 +101,5 @@ async def list_events(
         stmt = stmt.where(Event.type == type_)
     if client_id is not None:
         stmt = stmt.where(Event.client_id == client_id)
-    if after is not None:
-        at, last_id = after
-        stmt = stmt.where(
-            or_(Event.received_at < at, and_(Event.received_at == at, Event.id < last_id))
-        )
-    stmt = stmt.order_by(Event.received_at.desc(), Event.id.desc()).limit(limit)
+    stmt = newest_first(stmt, Event.received_at, Event.id, after=after, limit=limit)
     return list((await session.execute(stmt)).scalars())

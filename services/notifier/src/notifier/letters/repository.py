@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String, and_, bindparam, func, or_, select, text, update
+from notifier_common.pagination import newest_first
+from sqlalchemy import BigInteger, String, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -431,12 +432,7 @@ async def list_letters(
         stmt = stmt.where(Letter.created_at >= created_from)
     if created_to is not None:
         stmt = stmt.where(Letter.created_at < created_to)
-    if after is not None:
-        at, last_id = after
-        stmt = stmt.where(
-            or_(Letter.created_at < at, and_(Letter.created_at == at, Letter.id < last_id))
-        )
-    stmt = stmt.order_by(Letter.created_at.desc(), Letter.id.desc()).limit(limit)
+    stmt = newest_first(stmt, Letter.created_at, Letter.id, after=after, limit=limit)
     return list((await session.execute(stmt)).scalars())
 
 

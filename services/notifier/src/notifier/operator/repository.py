@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from notifier_common.pagination import newest_first
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.models import Attempt, Event, Letter, LetterStatus
@@ -66,12 +67,7 @@ async def list_letters(
 ) -> list[Letter]:
     """Newest first, ``(created_at, id)`` descending; keyset after the cursor, no OFFSET."""
     stmt = select(Letter).where(*query.conditions())
-    if after is not None:
-        at, last_id = after
-        stmt = stmt.where(
-            or_(Letter.created_at < at, and_(Letter.created_at == at, Letter.id < last_id))
-        )
-    stmt = stmt.order_by(Letter.created_at.desc(), Letter.id.desc()).limit(limit)
+    stmt = newest_first(stmt, Letter.created_at, Letter.id, after=after, limit=limit)
     return list((await session.execute(stmt)).scalars())
 
 

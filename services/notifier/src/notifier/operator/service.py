@@ -7,7 +7,7 @@ from datetime import datetime
 
 import structlog
 from notifier_common.errors import Conflict, NotFound, Unprocessable
-from notifier_common.pagination import decode_datetime_cursor, encode_cursor
+from notifier_common.pagination import decode_keyset_cursor, encode_cursor
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.clock import Clock, system_clock
@@ -32,13 +32,7 @@ MAX_IDS_SHOWN = 1000
 
 
 def _after(cursor: str | None) -> tuple[datetime, int] | None:
-    if not cursor:
-        return None
-    at, last = decode_datetime_cursor(cursor)
-    try:
-        return at, int(last)
-    except ValueError as exc:
-        raise Unprocessable("invalid cursor") from exc
+    return decode_keyset_cursor(cursor, int)
 
 
 async def list_letters(
