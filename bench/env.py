@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -139,9 +140,29 @@ async def _admin(services: Services, *statements: str) -> None:
 
 
 @contextlib.contextmanager
+def exclusive(work_dir: Path) -> Any:
+    """One bench run at a time on this machine: they share Redis db 15 and the log folder, and
+    two runs would measure each other anyway. The lock is an ``flock``: it dies with the process.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with (work_dir / "run.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("another bench run holds .local/bench/run.lock; waiting for it", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
 def bench_env(*, log_level: str = "INFO", keep_db: bool = False, revision: str = "head") -> Any:
     """Yield a ready :class:`BenchEnv`; on exit stop every process, drop the db, flush Redis."""
     work_dir = ROOT / ".local" / "bench"
+    with exclusive(work_dir):
+        yield from _bench_env(work_dir, log_level=log_level, keep_db=keep_db, revision=revision)
+
+
+def _bench_env(work_dir: Path, *, log_level: str, keep_db: bool, revision: str) -> Any:
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     for old in log_dir.glob("*.log"):
