@@ -162,6 +162,55 @@ class TestSmtpMime:
         assert reason in (result.reason or "")
         assert smtp_sink.handler.received == []
 
+    async def test_long_headers_and_many_recipients_are_folded_within_the_line_limit(
+        self, smtp: SmtpProvider, smtp_sink: Sink
+    ) -> None:
+        subject = "Ваш баланс пополнен — " * 40
+        to = [
+            Recipient(address=f"u{i}@example.com", name=f"Сотрудник {i}, отдел «Ф»")
+            for i in range(300)
+        ]
+        await smtp.send(_message(to=to, subject=subject, headers={"X-Long": "word " * 400}))
+
+        [received] = smtp_sink.handler.received
+        assert max(len(line) for line in received.content.split(b"\r\n")) <= 998
+        email = received.email
+        assert email["Subject"] == subject
+        assert [a.addr_spec for a in email["To"].addresses] == [r.address for r in to]
+        assert email["To"].addresses[7].display_name == "Сотрудник 7, отдел «Ф»"
+        assert email["X-Long"].split() == ["word"] * 400
+
+    async def test_ascii_body_is_7bit_and_other_text_base64(
+        self, smtp: SmtpProvider, smtp_sink: Sink
+    ) -> None:
+        html = "<p>" + "Привет " * 500 + "</p>"
+        await smtp.send(_message(text="line one\nline two", html=html))
+
+        email = smtp_sink.handler.received[0].email
+        plain, rich = email.iter_parts()
+        assert plain["Content-Transfer-Encoding"] == "7bit"
+        assert plain.get_content().splitlines() == ["line one", "line two"]
+        assert rich["Content-Transfer-Encoding"] == "base64"
+        assert rich.get_content() == html
+
+    @pytest.mark.parametrize(
+        ("overrides", "reason"),
+        [
+            ({"headers": {"X Bad": "v"}}, "printable ASCII"),
+            ({"headers": {"X:Bad": "v"}}, "printable ASCII"),
+            ({"subject": "a\nBcc: victim@example.com"}, "one line"),
+            ({"to": [Recipient(address="a@example.com", name="A\r\nBcc: v@x.test")]}, "one line"),
+        ],
+    )
+    async def test_header_injection_through_names_and_fields_is_refused(
+        self, smtp: SmtpProvider, smtp_sink: Sink, overrides: dict[str, Any], reason: str
+    ) -> None:
+        result = await smtp.send(_message(**overrides))
+
+        assert (result.outcome, result.code) == (Outcome.permanent_error, "invalid_message")
+        assert reason in (result.reason or "")
+        assert smtp_sink.handler.received == []
+
     async def test_message_without_content_is_refused(
         self, smtp: SmtpProvider, smtp_sink: Sink
     ) -> None:
