@@ -214,3 +214,20 @@ class RssSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by a process and its live children (psutil).
+
+    On a shared machine a rate swings with the neighbours' load; the CPU a process spent per unit
+    of work does much less, so the workloads report it beside the rate."""
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
+    except psutil.Error:
+        return 0.0

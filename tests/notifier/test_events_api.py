@@ -1,3 +1,4 @@
+import json
 import uuid
 
 import httpx
@@ -113,6 +114,16 @@ class TestIntake:
         self, client: httpx.AsyncClient, writer: dict[str, str]
     ) -> None:
         r = await client.post("/v1/events", content=b"{nope", headers=writer)
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["type"] == "json_invalid"
+
+    async def test_nan_is_not_json_and_is_422(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        """RFC 8259 has no NaN (Python's json module accepts it; PostgreSQL's jsonb does not)."""
+        body = json.dumps(event_body()).replace('"50.00"', "NaN", 1).encode()
+        assert b"NaN" in body
+        r = await client.post("/v1/events", content=body, headers=writer)
         assert r.status_code == 422
         assert r.json()["errors"][0]["type"] == "json_invalid"
 

@@ -87,12 +87,9 @@ async def post_events(
         raise QueueUnavailable("the event queue is unavailable; retry later") from exc
     if not is_batch and result.rejected:
         item = result.results[0]
-        raise Unprocessable(
-            f"event rejected (stored as {item.id})",
-            errors=[e.model_dump() for e in item.errors or []],
-        )
-    # serialised once here; returning the model would make FastAPI validate it again
-    return Response(result.model_dump_json(), status_code=202, media_type="application/json")
+        raise Unprocessable(f"event rejected (stored as {item['id']})", errors=item["errors"])
+    # serialised once here; returning a model would make FastAPI validate it again
+    return Response(result.to_json(), status_code=202, media_type="application/json")
 
 
 @router.get(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from arq.connections import ArqRedis
 from notifier_common.errors import PayloadTooLarge, Unprocessable
 from notifier_common.events import Envelope
@@ -12,7 +13,6 @@ from notifier_common.publisher import enqueue_raw, job_id_for
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.events import service
-from notifier.events.schemas import FieldError, IntakeResponse, ItemResult
 from notifier.metrics import EVENTS_ENQUEUED
 
 
@@ -24,8 +24,8 @@ def may_hold_nul(raw: bytes) -> bool:
 def parse_body(raw: bytes, *, max_events: int) -> tuple[list[Any], bool]:
     """Returns (items, is_batch). Raises 422 for non-JSON or a malformed batch wrapper."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = orjson.loads(raw)  # strict RFC 8259: NaN/Infinity are refused, as PostgreSQL does
+    except orjson.JSONDecodeError as exc:
         raise Unprocessable(
             f"body is not valid JSON: {exc}",
             errors=[{"loc": "body", "msg": str(exc), "type": "json_invalid"}],
@@ -43,6 +43,28 @@ def parse_body(raw: bytes, *, max_events: int) -> tuple[list[Any], bool]:
     return [data], False
 
 
+@dataclass
+class Accepted:
+    """What ``POST /v1/events`` answers (the shape of ``schemas.IntakeResponse``), kept as plain
+    dicts and serialised once with orjson: building 100 pydantic models per batch cost ~10 % of
+    the intake's CPU."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "accepted": self.accepted,
+                "duplicates": self.duplicates,
+                "rejected": self.rejected,
+                "results": self.results,
+            }
+        )
+
+
 async def accept(
     session: AsyncSession,
     redis: ArqRedis,
@@ -50,24 +72,23 @@ async def accept(
     *,
     queue_name: str,
     check_nul: bool = True,
-) -> IntakeResponse:
+) -> Accepted:
     """Validate each item; enqueue the valid ones as received (the worker validates them again,
     so the job carries the producer's JSON and nothing is re-serialised on this hot path)."""
-    results: list[ItemResult] = []
+    out = Accepted(results=[{} for _ in items])
     valid: list[tuple[int, Envelope, Any]] = []
     for index, item in enumerate(items):
         checked = service.validate(item, check_nul=check_nul)
         if checked.event is None:
             errors = checked.errors or []
             reject_id = await service.reject(session, item, errors, source="api")
-            results.append(
-                ItemResult(
-                    index=index,
-                    id=reject_id,
-                    status="rejected",
-                    errors=[FieldError(**e) for e in errors],
-                )
-            )
+            out.results[index] = {
+                "index": index,
+                "id": str(reject_id),
+                "status": "rejected",
+                "errors": [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in errors],
+            }
+            out.rejected += 1
         else:
             valid.append((index, checked.event, item))
     # rejected rows are committed by the caller's transaction; the valid ones go to the queue
@@ -75,14 +96,15 @@ async def accept(
     jobs = [(job_id_for(event.id), item) for _, event, item in valid]
     fresh = await enqueue_raw(redis, jobs, queue_name=queue_name)
     for (index, event, _), new in zip(valid, fresh, strict=True):
-        status = "queued" if new else "duplicate"
-        results.append(ItemResult(index=index, id=event.id, status=status))
-    results.sort(key=lambda r: r.index)
-    accepted = sum(r.status == "queued" for r in results)
-    EVENTS_ENQUEUED.inc(accepted)
-    return IntakeResponse(
-        accepted=accepted,
-        duplicates=sum(r.status == "duplicate" for r in results),
-        rejected=sum(r.status == "rejected" for r in results),
-        results=results,
-    )
+        out.results[index] = {
+            "index": index,
+            "id": str(event.id),
+            "status": "queued" if new else "duplicate",
+            "errors": None,
+        }
+        if new:
+            out.accepted += 1
+        else:
+            out.duplicates += 1
+    EVENTS_ENQUEUED.inc(out.accepted)
+    return out
