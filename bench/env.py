@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import platform
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from bench.procs import Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_DB = 15  # tests use 1 + xdist worker index
+LOCK_PATH = Path(tempfile.gettempdir()) / "notifier-bench.lock"
 QUEUE = "notifier:queue"
 
 
@@ -142,14 +144,15 @@ async def _admin(services: Services, *statements: str) -> None:
 @contextlib.contextmanager
 def exclusive(work_dir: Path) -> Any:
     """One bench run at a time on this machine: they share Redis db 15 and the log folder, and
-    two runs would measure each other anyway. The lock is an ``flock``: it dies with the process.
+    two runs would measure each other anyway. The lock is an ``flock`` on a machine-wide path (two
+    checkouts share Redis too): it dies with the process.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    with (work_dir / "run.lock").open("w") as handle:
+    with LOCK_PATH.open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print("another bench run holds .local/bench/run.lock; waiting for it", flush=True)
+            print(f"another bench run holds {LOCK_PATH}; waiting for it", flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
