@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -66,6 +66,9 @@ class DeliveryConfig:
     backoff_cap: float = 3600.0
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = "change-me-in-production"
+    #: claim -> deliver loops one drain runs side by side (docs/decisions/0045): while one
+    #: batch waits for the gateway under its row locks, the next is claimed and prepared
+    concurrency: int = 3
 
 
 @dataclass(frozen=True)
@@ -171,16 +174,29 @@ class LetterSender:
     # ---- entry points ---------------------------------------------------------------------
 
     async def drain(self, *, now: datetime | None = None, max_batches: int = 10_000) -> DrainReport:
-        """Claim and deliver batches until nothing is due at ``now``."""
+        """Claim and deliver batches until nothing is due at ``now``.
+
+        ``config.concurrency`` lanes run side by side (docs/decisions/0045), each a loop of
+        claim -> deliver with its own claim (own lease token) and its own row-locked
+        transaction around its gateway call, so one batch is prepared while another is at the
+        gateway. ``max_batches`` bounds the batches of all lanes together. The first failure
+        of a lane cancels the others and is raised as is."""
         at = now or self.clock()
         report = DrainReport()
-        for _ in range(max_batches):
-            claimed = await self.claim(now=at)
-            if not claimed:
-                break
-            batch = await self.deliver(claimed, now=at)
-            report.batches += 1
-            report.add(batch)
+        budget = max_batches
+
+        async def lane() -> None:
+            nonlocal budget
+            while budget > 0:
+                budget -= 1
+                claimed = await self.claim(now=at)
+                if not claimed:
+                    return
+                batch = await self.deliver(claimed, now=at)
+                report.batches += 1
+                report.add(batch)
+
+        await _run_lanes(lane, max(1, min(self.config.concurrency, max_batches)))
         if report.batches:
             log.info("letters.drained", **_counts(report), batches=report.batches)
         return report
@@ -434,6 +450,26 @@ class LetterSender:
                 )
         await repository.update_letters(session, updates)
         await repository.insert_attempts(session, attempts)
+
+
+async def _run_lanes(lane: Callable[[], Awaitable[None]], lanes: int) -> None:
+    """Run ``lanes`` copies of ``lane`` until all return; the first error cancels the rest and
+    is raised unchanged (not wrapped in an ExceptionGroup, unlike a TaskGroup)."""
+    if lanes == 1:
+        await lane()
+        return
+    tasks = [asyncio.ensure_future(lane()) for _ in range(lanes)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:  # also when the drain itself is cancelled
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if task in done and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error
 
 
 def _recheck_failure(exc: Exception) -> Result:

@@ -1,0 +1,134 @@
+"""The drain's lanes (docs/decisions/0045): several claim -> deliver loops side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from notifier.letters.drain import BatchReport, DeliveryConfig, LetterSender
+from notifier.letters.repository import Claimed
+from notifier.models import LetterStatus
+
+from tests.factories import event_body
+from tests.notifier.letters.conftest import GATEWAY, START, Engine, RecordingGateway
+
+DUE = START + timedelta(days=7)
+OFFER = "ThirdRemindOfferNotice"
+
+
+async def schedule_offer_reminders(engine: Engine, upstream: Any, n: int) -> None:
+    for i in range(n):
+        upstream.add_client(f"c{i}")
+        body = event_body("client.created_by_offer", client_id=f"c{i}", occurred_at=START)
+        await engine.handle(body)
+
+
+def configure(sender: LetterSender, **changes: Any) -> None:
+    sender.config = dataclasses.replace(sender.config, **changes)
+
+
+def test_the_default_runs_more_than_one_lane() -> None:
+    assert DeliveryConfig().concurrency > 1
+
+
+async def test_two_lanes_have_two_batches_at_the_gateway_at_once(
+    letter_engine: Engine, gateway: RecordingGateway, router: respx.MockRouter, upstream: Any
+) -> None:
+    await schedule_offer_reminders(letter_engine, upstream, 4)
+    configure(letter_engine.sender, batch_size=1, concurrency=2)
+    in_flight, most = 0, 0
+    both = asyncio.Event()
+
+    async def slow_gateway(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == 2:
+            both.set()
+        # a guard against hanging, not a timing: one lane alone never has two calls open
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(both.wait(), 5)
+        in_flight -= 1
+        return gateway.handle(request)
+
+    router.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=slow_gateway)
+    report = await letter_engine.sender.drain(now=DUE)
+    assert most == 2
+    assert (report.batches, report.claimed, report.sent) == (4, 4, 4)
+
+
+async def test_lanes_claim_disjoint_batches_and_send_each_letter_once(
+    letter_engine: Engine, gateway: RecordingGateway, router: respx.MockRouter, upstream: Any
+) -> None:
+    await schedule_offer_reminders(letter_engine, upstream, 25)
+    configure(letter_engine.sender, batch_size=2, concurrency=4)
+    offered: Counter[str] = Counter()
+    tokens: set[str] = set()
+    original_deliver = letter_engine.sender.deliver
+
+    async def deliver(claimed: list[Claimed], *, now: Any) -> BatchReport:
+        tokens.add(str(claimed[0].lease_token))
+        await asyncio.sleep(0)  # let the other lanes claim meanwhile
+        return await original_deliver(claimed, now=now)
+
+    letter_engine.sender.deliver = deliver  # type: ignore[method-assign]
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        for item in json.loads(request.content)["items"]:
+            offered[item["idempotency_key"]] += 1
+        return gateway.handle(request)
+
+    router.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=counting)
+    report = await letter_engine.sender.drain(now=DUE)
+    assert (report.batches, report.claimed, report.sent) == (13, 25, 25)
+    assert len(tokens) == 13  # every batch its own claim and lease token
+    assert len(offered) == 25
+    assert set(offered.values()) == {1}
+    letters = await letter_engine.letters(letter=OFFER)
+    assert {row.status for row in letters} == {LetterStatus.sent}
+
+
+async def test_max_batches_bounds_all_lanes_together(
+    letter_engine: Engine, gateway: RecordingGateway, upstream: Any
+) -> None:
+    await schedule_offer_reminders(letter_engine, upstream, 10)
+    configure(letter_engine.sender, batch_size=2, concurrency=3)
+    report = await letter_engine.sender.drain(now=DUE, max_batches=2)
+    assert (report.batches, report.sent) == (2, 4)
+    assert len(await letter_engine.letters(letter=OFFER, status=LetterStatus.scheduled)) == 6
+
+
+async def test_a_failing_lane_stops_the_others_and_its_error_is_raised_as_is(
+    letter_engine: Engine, gateway: RecordingGateway, upstream: Any
+) -> None:
+    await schedule_offer_reminders(letter_engine, upstream, 6)
+    configure(letter_engine.sender, batch_size=1, concurrency=3)
+    started = 0
+    blocked = asyncio.Event()  # never set: the other lanes wait here until cancelled
+    cancelled = 0
+
+    async def deliver(claimed: list[Claimed], *, now: Any) -> BatchReport:
+        nonlocal started, cancelled
+        started += 1
+        if started == 3:
+            raise RuntimeError("database went away")
+        try:
+            await blocked.wait()
+        except asyncio.CancelledError:
+            cancelled += 1
+            raise
+        raise AssertionError("not reached")
+
+    letter_engine.sender.deliver = deliver  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="database went away"):
+        await asyncio.wait_for(letter_engine.sender.drain(now=DUE), 10)
+    assert cancelled == 2
+    assert gateway.calls == 0
