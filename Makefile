@@ -13,7 +13,8 @@ help:
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install -q uv
-	@$(UV) sync --locked --quiet
+	@$(UV) sync --locked --quiet --compile-bytecode
+	@$(UV) run --no-sync python -m compileall -q -j 0 libs services deploy bench >/dev/null
 
 run: install  ## start PostgreSQL/Redis (found or embedded), migrate, seed, start all processes
 	$(UV) run python -m deploy.run_local
