@@ -62,27 +62,34 @@ class DrainPool:
                 raise RuntimeError(f"drain worker exited:\n{p.tail()}")
 
     def round(
-        self, *, expected: int, cap: float, progress: Callable[[], int] | None = None
+        self,
+        *,
+        expected: int,
+        cap: float,
+        progress: Callable[[], int] | None = None,
+        workers: int | None = None,
     ) -> dict[str, Any]:
-        """One drain by every process at once, until ``expected`` letters are final (or
-        ``progress()`` reaches it), every drain returned, or ``cap`` s passed."""
+        """One drain by ``workers`` of the processes (all by default) at once, until ``expected``
+        letters are final (or ``progress()`` reaches it), every drain returned, or ``cap`` s
+        passed. The others stay idle, so one pool of 2 serves the 1- and the 2-worker rounds."""
+        n = self.workers if workers is None else workers
         pending_before = as_int(self.env.sql(COUNT_PENDING)[0][0])
         count = progress or (lambda: pending_before - as_int(self.env.sql(COUNT_PENDING)[0][0]))
         self.client.delete(STOP, DONE)
         t0 = time.monotonic()
-        self.client.rpush(GO, *["1"] * self.workers)
+        self.client.rpush(GO, *["1"] * n)
         while True:
             done = count()
             elapsed = time.monotonic() - t0
             if done >= expected or elapsed >= cap:
                 break
-            if as_int(self.client.llen(DONE)) >= self.workers:
+            if as_int(self.client.llen(DONE)) >= n:
                 break  # every drain returned: nothing more is due
             self._check_alive()
             time.sleep(0.5)
         self.client.set(STOP, "1")
         reports = []
-        for _ in range(self.workers):
+        for _ in range(n):
             item: Any = self.client.blpop([DONE], timeout=60)
             if item is None:
                 raise TimeoutError("a drain worker did not stop")
@@ -107,7 +114,7 @@ class DrainPool:
         self.client.close()
 
 
-def sendable_templates(env: BenchEnv) -> list[dict[str, Any]]:
+def sendable_templates(env: BenchEnv, pool: DrainPool | None = None) -> list[dict[str, Any]]:
     """Templates whose clone the real drain sends (pilot drain), cached for the whole run."""
     if _TEMPLATES:
         return _TEMPLATES
@@ -116,11 +123,12 @@ def sendable_templates(env: BenchEnv) -> list[dict[str, Any]]:
     tpls = letters.templates(env)
     letters.reset(env)
     letters.copy_due(env, tpls, len(tpls), tag="pilot")
-    pool = DrainPool(env, 1)
+    pilot = pool or DrainPool(env, 1)
     try:
-        pool.round(expected=len(tpls), cap=60)
+        pilot.round(expected=len(tpls), cap=60, workers=1)
     finally:
-        pool.close()
+        if pool is None:
+            pilot.close()
     sent = {
         str(r["created_by"]).removeprefix("pilot:")
         for r in env.sql("SELECT created_by FROM notifier.letters WHERE status = 'sent'")
@@ -168,7 +176,7 @@ def start_services(env: BenchEnv, providers: dict[str, Any] | None = None) -> li
 
 def stop_services(env: BenchEnv, procs: list[Proc]) -> None:
     for p in procs:
-        env.sup.stop(p)
+        env.release(p)
     env.ports.pop("gateway", None)
 
 
@@ -189,23 +197,21 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     services = start_services(env)
     gw = services[-1]
     runs: list[dict[str, Any]] = []
+    pool: DrainPool | None = None
     try:
         memory.MARKS["gateway_before_drain"] = env.sup.sampler.rss_mb(gw.pid) or 0.0
-        tpls = sendable_templates(env)
+        pool = DrainPool(env, 2)  # started once: the pilot and the 1-worker rounds use one
+        tpls = sendable_templates(env, pool)
         n = cfg.drain_letters
         results: dict[int, list[dict[str, Any]]] = {}
         for workers in (1, 2):
-            pool = DrainPool(env, workers)
-            try:
-                for _ in range(cfg.runs):
-                    letters.reset(env)
-                    letters.copy_due(env, tpls, n)
-                    env.sql("VACUUM ANALYZE notifier.letters")
-                    results.setdefault(workers, []).append(
-                        pool.round(expected=n, cap=cfg.drain_cap)
-                    )
-            finally:
-                pool.close()
+            for _ in range(cfg.runs):
+                letters.reset(env)
+                letters.copy_due(env, tpls, n)
+                env.sql("VACUUM ANALYZE notifier.letters")
+                results.setdefault(workers, []).append(
+                    pool.round(expected=n, cap=cfg.drain_cap, workers=workers)
+                )
         for i in range(cfg.runs):
             base = raw_claim_rate(env, tpls, n, cap=cfg.drain_cap)
             w1, w2 = results[1][i], results[2][i]
@@ -221,6 +227,8 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             )
         memory.MARKS["gateway_after_drain"] = env.sup.sampler.rss_mb(gw.pid) or 0.0
     finally:
+        if pool is not None:
+            pool.close()
         stop_services(env, services)
         letters.reset(env)
     p99s = [r["gateway_p99_ms"] for r in runs if r["gateway_p99_ms"] is not None]

@@ -25,7 +25,7 @@ from notifier_common.devservices import (
     with_database,
 )
 
-from bench.procs import Supervisor
+from bench.procs import Proc, Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_DB = 15  # tests use 1 + xdist worker index
@@ -57,6 +57,27 @@ class BenchEnv:
     token: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     ports_meta: dict[str, str] = field(default_factory=dict)  # e.g. the gateway token
+    # processes the workloads share (stub, log gateway, worker): started once, stopped at the end
+    shared: dict[str, tuple[Proc, dict[str, int]]] = field(default_factory=dict)
+
+    def reuse(self, key: str) -> Proc | None:
+        """The running process shared under ``key`` (its ports put back in ``ports``), or None."""
+        got = self.shared.get(key)
+        if got is None or not got[0].alive():
+            self.shared.pop(key, None)
+            return None
+        self.ports.update(got[1])
+        return got[0]
+
+    def share(self, key: str, proc: Proc, ports: dict[str, int] | None = None) -> Proc:
+        """Keep ``proc`` for the next workloads (process start-up is seconds on this box)."""
+        self.shared[key] = (proc, dict(ports or {}))
+        return proc
+
+    def release(self, proc: Proc) -> None:
+        """Stop a process a workload started, unless it is shared (then it runs to the end)."""
+        if not any(p is proc for p, _ in self.shared.values()):
+            self.sup.stop(proc)
 
     @property
     def dsn(self) -> str:

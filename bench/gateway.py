@@ -29,6 +29,10 @@ def start(
         env.ports_meta["gateway_token"] = asyncio.run(
             create_token(env.database_url, name="notifier", scopes=SCOPES)
         )
+    # the log-provider gateway serves every workload but drain_smtp: started once
+    key = f"gateway:{json.dumps(providers, sort_keys=True)}" if not extra_env else None
+    if key is not None and (shared := env.reuse(key)) is not None:
+        return shared
     port = free_port()
     settings = {"GATEWAY_API_PORT": str(port)}
     if providers is not None:
@@ -41,9 +45,11 @@ def start(
     )
     wait_http(f"http://127.0.0.1:{port}/healthz", proc)
     env.ports["gateway"] = port
+    if key is not None and providers == {"log": {"kind": "log"}}:
+        env.share(key, proc, {"gateway": port})
     return proc
 
 
 def stop(env: BenchEnv, proc: Proc) -> None:
-    env.sup.stop(proc)
+    env.release(proc)
     env.ports.pop("gateway", None)

@@ -21,7 +21,6 @@ from notifier_common.publisher import connect, publish
 from bench import drain, processing, stats
 from bench.config import Config
 from bench.env import QUEUE, BenchEnv
-from bench.procs import script
 
 LETTER = "ActivateClientNotice"
 
@@ -87,10 +86,10 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     if missing:
         return stats.skipped(missing)
     services = drain.start_services(env)
-    worker = env.sup.start("worker", [script("notifier"), "worker"], env=env.notifier_env())
+    worker = processing.real_worker(env)
     runs: list[dict[str, Any]] = []
     try:
-        time.sleep(2)  # worker start-up
+        processing.wait_started(env, worker)
         for i in range(cfg.runs):
             runs.append(one_run(env, cfg, f"{random.getrandbits(24):06x}{i}"))
             # each run starts with an empty queue: drop what the worker did not reach
@@ -101,7 +100,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                 client.close()
             processing.wait_idle(env)
     finally:
-        env.sup.stop(worker)
+        env.release(worker)
         drain.stop_services(env, services)
     result = stats.entry(
         unit="ms (p99)",

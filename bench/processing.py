@@ -64,6 +64,32 @@ def wait_idle(env: BenchEnv, *, timeout: float = 60.0) -> None:
         client.close()
 
 
+def real_worker(env: BenchEnv) -> Proc:
+    """``notifier worker`` pointed at the current gateway and stub, shared with ``latency``."""
+    key = f"worker:{sorted(env.ports.items())}"
+    return env.reuse(key) or env.share(
+        key, env.sup.start("worker", [script("notifier"), "worker"], env=env.notifier_env())
+    )
+
+
+def wait_started(env: BenchEnv, worker: Proc, *, timeout: float = 90.0) -> None:
+    """Until a freshly started worker polls its queue (arq writes ``<queue>:health-check`` when
+    its loop starts); a worker that has run for a while (shared) is ready."""
+    if time.monotonic() - worker.started > 30:
+        return
+    client = env.redis()
+    deadline = time.monotonic() + timeout
+    try:
+        while not client.exists(f"{QUEUE}:health-check"):
+            if not worker.alive():
+                raise RuntimeError(f"worker exited:\n{worker.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the worker did not start polling")
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
 def reset(env: BenchEnv) -> None:
     env.flush_redis()
     tables = ["notifier.events"]
@@ -91,7 +117,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         [sys.executable, "-m", "bench.noop_worker"],
         env=env.notifier_env(NOTIFIER_QUEUE_NAME=NOOP_QUEUE),
     )
-    worker = env.sup.start("worker", [script("notifier"), "worker"], env=env.notifier_env())
+    worker = real_worker(env)
     try:
         for _ in range(cfg.runs):
             reset(env)
@@ -135,9 +161,9 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             )
     finally:
         env.sup.stop(noop)
-        env.sup.stop(worker)
+        env.release(worker)
         if stub is not None:
-            env.sup.stop(stub)
+            env.release(stub)
         client.close()
         if gw is not None:
             gateway.stop(env, gw)

@@ -42,6 +42,7 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log_path: Path
     _log: IO[bytes] = field(repr=False)
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:

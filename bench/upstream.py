@@ -11,6 +11,9 @@ def start(env: BenchEnv) -> Proc | None:
     if not has_module("deploy.upstream_stub"):
         env.ports.pop("upstream", None)
         return None
+    shared = env.reuse("upstream")
+    if shared is not None:
+        return shared
     port = free_port()
     proc = env.sup.start(
         "upstream-stub",
@@ -27,4 +30,4 @@ def start(env: BenchEnv) -> Proc | None:
     )
     wait_port(port, proc)
     env.ports["upstream"] = port
-    return proc
+    return env.share("upstream", proc, {"upstream": port})
