@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import httpx
+import orjson
 from notifier_common.http import is_transient_status, retry_after_seconds
 from notifier_common.logging import get_logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_jsonable_python
 
 log = get_logger("notifier.gateway_client")
 
@@ -66,10 +68,6 @@ class GatewayResult(BaseModel):
     duration_ms: int | None = None
 
 
-class _BatchRequest(BaseModel):
-    items: Sequence[GatewayItem]
-
-
 class _BatchResponse(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -96,7 +94,7 @@ class GatewayClient:
         return results
 
     async def _send_chunk(self, items: Sequence[GatewayItem]) -> dict[str, GatewayResult]:
-        body = _BatchRequest(items=items).model_dump_json(exclude_none=True)  # one pass, in Rust
+        body = encode_batch(items)
         keys = [item.idempotency_key for item in items]
         started = time.perf_counter()
         try:
@@ -119,6 +117,45 @@ class GatewayClient:
         missing = [k for k in keys if k not in answered]
         answered.update(_all(missing, "transient_error", code="no_result", reason="not answered"))
         return answered
+
+
+#: left to pydantic's rendering (``...Z`` datetimes, dataclasses as pydantic dumps them)
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def encode_batch(items: Sequence[GatewayItem]) -> bytes:
+    """The request body: the same JSON as pydantic's ``model_dump_json(exclude_none=True)`` of
+    ``{"items": items}`` (``None`` fields left out; values inside ``headers``/``metadata`` as
+    given, odd values the way pydantic renders them), built from the models' attributes and
+    encoded by orjson (decision 0047): 500 letters took ~12 ms through pydantic's serializer of
+    a ``Sequence`` field, ~2 ms this way."""
+    return orjson.dumps(
+        {"items": [_item_json(item) for item in items]},
+        default=to_jsonable_python,
+        option=_PASSTHROUGH,
+    )
+
+
+def _item_json(item: GatewayItem) -> dict[str, Any]:
+    m = item.message
+    message: dict[str, Any] = {"channel": m.channel, "to": [_recipient_json(r) for r in m.to]}
+    for name, value in (
+        ("subject", m.subject),
+        ("html", m.html),
+        ("text", m.text),
+        ("unsubscribe_url", m.unsubscribe_url),
+    ):
+        if value is not None:
+            message[name] = value
+    message["headers"] = m.headers
+    message["metadata"] = m.metadata
+    return {"idempotency_key": item.idempotency_key, "message": message}
+
+
+def _recipient_json(r: GatewayRecipient) -> dict[str, Any]:
+    if r.name is None:
+        return {} if r.address is None else {"address": r.address}
+    return {"name": r.name} if r.address is None else {"address": r.address, "name": r.name}
 
 
 def _failed_call(

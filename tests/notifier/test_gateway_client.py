@@ -1,0 +1,100 @@
+"""The gateway client's request body (docs/decisions/0047) and the call over HTTP (respx)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import respx
+from notifier.gateway_client import (
+    GatewayClient,
+    GatewayItem,
+    GatewayMessage,
+    GatewayRecipient,
+    encode_batch,
+)
+from pydantic import BaseModel
+
+GATEWAY = "http://gateway.test"
+
+
+class _Pydantic(BaseModel):
+    """What the body used to be: pydantic's own JSON of the same items."""
+
+    items: list[GatewayItem]
+
+
+def items() -> list[GatewayItem]:
+    return [
+        GatewayItem(
+            idempotency_key="letter-1",
+            message=GatewayMessage(
+                channel="email",
+                to=[GatewayRecipient(address="boss@acme.example", name="ACME «Такси»")],
+                subject="Баланс ниже порога — пополните счёт",
+                html='<p>a &amp; b</p>\n<a href="https://x/?a=1&amp;b=2">pay</a>',
+                text="line 1\nline 2\n",
+                unsubscribe_url="https://notifier.example/u/abc",
+                metadata={"letter_id": 1, "letter": "LowBalanceNotice", "client_id": "c-1"},
+            ),
+        ),
+        GatewayItem(  # optional fields left out; Nones inside metadata kept, as pydantic does
+            idempotency_key="letter-2",
+            message=GatewayMessage(
+                channel="email",
+                to=[GatewayRecipient(address="a@b.example"), GatewayRecipient(name="only name")],
+                headers={"X-Tag": "t"},
+                metadata={"none": None, "nested": {"x": None}, "list": [1, None]},
+            ),
+        ),
+        GatewayItem(  # values JSON has no type for: rendered the way pydantic renders them
+            idempotency_key="letter-3",
+            message=GatewayMessage(
+                channel="webhook",
+                to=[GatewayRecipient()],
+                metadata={"amount": Decimal("12.50"), "at": datetime(2026, 6, 1, tzinfo=UTC)},
+            ),
+        ),
+    ]
+
+
+def test_the_body_is_the_json_pydantic_made() -> None:
+    expected = json.loads(_Pydantic(items=items()).model_dump_json(exclude_none=True))
+    assert json.loads(encode_batch(items())) == expected
+
+
+def test_the_body_is_utf8_json_bytes() -> None:
+    body = encode_batch(items())
+    assert isinstance(body, bytes)
+    assert "Баланс".encode() in body  # not \\u-escaped
+
+
+def test_an_empty_batch_is_an_empty_list() -> None:
+    assert json.loads(encode_batch([])) == {"items": []}
+
+
+async def test_send_batch_posts_the_body_and_maps_results() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["content-type"] == "application/json"
+        body = json.loads(request.content)
+        seen.append(body)
+        results = [
+            {"idempotency_key": i["idempotency_key"], "outcome": "accepted", "provider": "log"}
+            for i in body["items"][:2]
+        ]
+        return httpx.Response(200, json={"results": results})
+
+    async with httpx.AsyncClient() as http:
+        client = GatewayClient(http, base_url=GATEWAY, token="t")
+        with respx.mock() as mock:
+            mock.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=answer)
+            results = await client.send_batch(items())
+    assert [i["idempotency_key"] for i in seen[0]["items"]] == ["letter-1", "letter-2", "letter-3"]
+    assert results["letter-1"].outcome == "accepted"
+    assert results["letter-3"].outcome == "transient_error"  # not answered
+    assert results["letter-3"].code == "no_result"
