@@ -23,6 +23,8 @@ class CountingProvider(Provider):
         self.sent: list[Message] = []
         self.calls = 0
         self.started = False
+        self.in_flight = 0  # send_many calls running now, and the most seen at once
+        self.max_in_flight = 0
 
     async def start(self) -> None:
         self.started = True
@@ -44,4 +46,9 @@ class CountingProvider(Provider):
         return SendResult.ok(f"cnt-{uuid.uuid4().hex[:12]}")
 
     async def send_many(self, messages: Sequence[Message]) -> list[SendResult]:
-        return list(await asyncio.gather(*(self.send(m) for m in messages)))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return list(await asyncio.gather(*(self.send(m) for m in messages)))
+        finally:
+            self.in_flight -= 1

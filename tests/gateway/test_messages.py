@@ -1,15 +1,16 @@
 import asyncio
+import json
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 from gateway.messages import repository
-from gateway.messages.service import request_hash
+from gateway.messages.service import legacy_request_hash, request_hash, request_json
 from gateway.models import LoggedMessage, MessageRecord
 from gateway.providers.base import Message
 from notifier_common.db import session_scope
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.gateway.conftest import SettingsFactory, client_for, email, running
@@ -55,7 +56,9 @@ class TestSend:
         async with sessionmaker() as s:
             row = (await s.execute(select(LoggedMessage))).scalar_one()
         assert row.provider_message_id == r.json()["provider_message_id"]
-        assert row.message["to"] == [{"address": "alice@example.com"}]
+        assert row.message["to"][0]["address"] == "alice@example.com"
+        shown = await client.get(f"/v1/messages/{r.json()['message_id']}", headers=writer)
+        assert row.message == shown.json()["request"]  # the same document, written once
 
     async def test_repeat_answers_the_stored_result_without_sending(
         self, client: httpx.AsyncClient, writer: dict[str, str], counting: CountingProvider
@@ -152,12 +155,11 @@ class TestSend:
         counting: CountingProvider,
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
-        message = Message.model_validate(email())
         claim = repository.NewClaim(
             id=uuid.uuid4(),
             idempotency_key="k1",
-            request_hash=request_hash(message),
-            request=message.model_dump(mode="json"),
+            request_hash=request_hash(request_json(Message.model_validate(email()))),
+            request=email(),
             channel="email",
             action="send",
             provider="counting",
@@ -178,12 +180,11 @@ class TestSend:
         counting: CountingProvider,
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
-        message = Message.model_validate(email())
         claim = repository.NewClaim(
             id=uuid.uuid4(),
             idempotency_key="k1",
-            request_hash=request_hash(message),
-            request=message.model_dump(mode="json"),
+            request_hash=request_hash(request_json(Message.model_validate(email()))),
+            request=email(),
             channel="email",
             action="send",
             provider="counting",
@@ -193,6 +194,81 @@ class TestSend:
             await repository.claim(session, [claim], lease=60)
         r = await send(client, writer, "k1", email())
         assert r.status_code == 409
+        assert counting.calls == 0
+
+    async def test_key_order_whitespace_and_spelled_out_defaults_are_the_same_request(
+        self, client: httpx.AsyncClient, writer: dict[str, str], counting: CountingProvider
+    ) -> None:
+        body = email(metadata={"b": 1, "a": {"y": 2, "x": "й"}})
+        spelled = {**body, "action": "send", "headers": {}, "html": None}
+        reordered = json.dumps(dict(reversed(list(spelled.items()))), indent=2, ensure_ascii=True)
+        headers = {**writer, "Idempotency-Key": "k1", "Content-Type": "application/json"}
+        first = await client.post("/v1/messages", json=body, headers=headers)
+        again = await client.post("/v1/messages", content=reordered, headers=headers)
+
+        assert again.status_code == 200
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json() == first.json()
+        assert counting.calls == 1
+        stored = await client.get(f"/v1/messages/{first.json()['message_id']}", headers=writer)
+        request = stored.json()["request"]  # the message with its defaults
+        assert (request["metadata"], request["action"]) == (body["metadata"], "send")
+
+    async def _legacy_row(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, status: str
+    ) -> repository.NewClaim:
+        """A row written before request hashes were versioned (decision 0050)."""
+        message = Message.model_validate(email())
+        claim = repository.NewClaim(
+            id=uuid.uuid4(),
+            idempotency_key="k1",
+            request_hash=legacy_request_hash(message),
+            request=message.model_dump(mode="json"),
+            channel="email",
+            action="send",
+            provider="counting",
+            recipient="alice@example.com",
+        )
+        async with session_scope(sessionmaker) as session:
+            assert await repository.claim(session, [claim], lease=-1)
+            await session.execute(
+                update(MessageRecord).where(MessageRecord.id == claim.id).values(status=status)
+            )
+        return claim
+
+    @pytest.mark.parametrize("status", ["in_progress", "transient_error"])
+    async def test_retryable_row_with_a_legacy_hash_is_retaken_by_the_same_body(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        counting: CountingProvider,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        status: str,
+    ) -> None:
+        claim = await self._legacy_row(sessionmaker, status=status)
+
+        r = await send(client, writer, "k1", email())
+
+        assert r.status_code == 200
+        assert (r.json()["outcome"], r.json()["message_id"]) == ("accepted", str(claim.id))
+        assert counting.calls == 1
+
+    async def test_final_row_with_a_legacy_hash_replays_or_conflicts(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        counting: CountingProvider,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        claim = await self._legacy_row(sessionmaker, status="accepted")
+
+        same = await send(client, writer, "k1", email())
+        other = await send(client, writer, "k1", email(subject="another"))
+
+        assert same.status_code == 200
+        assert same.headers["Idempotent-Replayed"] == "true"
+        assert same.json()["message_id"] == str(claim.id)
+        assert other.status_code == 422
         assert counting.calls == 0
 
     async def test_provider_exception_is_a_transient_internal_result(
@@ -248,6 +324,45 @@ def item(key: str, address: str = "alice@example.com", **extra: Any) -> dict[str
 
 
 class TestBatch:
+    async def test_invalid_json_is_a_422(
+        self, client: httpx.AsyncClient, writer: dict[str, str], counting: CountingProvider
+    ) -> None:
+        headers = {**writer, "Content-Type": "application/json"}
+        r = await client.post("/v1/messages:batch", content=b'{"items": [', headers=headers)
+
+        assert r.status_code == 422
+        assert counting.calls == 0
+
+    async def test_integers_beyond_64_bits_are_hashed_and_stored(
+        self, client: httpx.AsyncClient, writer: dict[str, str], counting: CountingProvider
+    ) -> None:
+        body = {"items": [{"idempotency_key": "big", "message": email(metadata={"n": 2**70})}]}
+        first = (await client.post("/v1/messages:batch", json=body, headers=writer)).json()
+        again = (await client.post("/v1/messages:batch", json=body, headers=writer)).json()
+
+        assert first["results"][0]["outcome"] == "accepted"
+        assert again == first
+        assert counting.calls == 1
+
+    @pytest.mark.parametrize(
+        "gateway_settings", [{"delay": 0.2, "max_concurrent_batches": 1}], indirect=True
+    )
+    async def test_batches_beyond_the_limit_wait_their_turn(
+        self, client: httpx.AsyncClient, writer: dict[str, str], counting: CountingProvider
+    ) -> None:
+        bodies = [
+            {"items": [{"idempotency_key": f"b{b}-{i}", "message": email()} for i in range(2)]}
+            for b in range(3)
+        ]
+
+        answers = await asyncio.gather(
+            *(client.post("/v1/messages:batch", json=body, headers=writer) for body in bodies)
+        )
+
+        assert [r.status_code for r in answers] == [200] * 3
+        assert [x["outcome"] for r in answers for x in r.json()["results"]] == ["accepted"] * 6
+        assert counting.max_in_flight == 1
+
     async def test_batch_mixes_new_repeated_and_conflicting_keys(
         self, client: httpx.AsyncClient, writer: dict[str, str], counting: CountingProvider
     ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,7 @@ from notifier_common.ops import (
 )
 from redis.asyncio import Redis
 from sqlalchemy.exc import DBAPIError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.integrations.endpoints import router as providers_router
 from gateway.messages.dispatch import Dispatcher
@@ -45,6 +47,29 @@ Authenticate with `Authorization: Bearer <token>`; create tokens with
 `gateway token create --name NAME --scope SCOPE` (scopes: `messages:write`, `messages:read`,
 `admin`). Errors are `application/problem+json`. See docs/gateway-api.md.
 """
+
+
+class BatchGate:
+    """At most ``limit`` ``POST /v1/messages:batch`` requests are read and handled at once.
+
+    Waiting requests are not read (uvicorn stops reading a socket once 64 KiB are buffered), so
+    the memory of batches in flight is bounded by the limit, not by how many the callers send
+    at once; a process is CPU- or provider-bound well before the limit (decision 0051)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self._slots = asyncio.Semaphore(limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].endswith("/messages:batch")
+        ):
+            async with self._slots:
+                await self.app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def _checks(request: Request) -> dict[str, Check]:
@@ -116,6 +141,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_error_handlers(app)
     _install_gateway_error_handlers(app)
     install_metrics_middleware(app, "gateway")
+    app.add_middleware(BatchGate, limit=settings.max_concurrent_batches)
     app.include_router(ops_router(_checks))
     app.include_router(messages_router)
     app.include_router(providers_router)

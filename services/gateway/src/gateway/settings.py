@@ -79,6 +79,12 @@ class GatewaySettings(ServiceSettings):
         "log", description="Provider of channels missing from channel_defaults (None: refuse)."
     )
     max_batch_items: int = Field(500, ge=1, description="Most items in POST /v1/messages:batch.")
+    max_concurrent_batches: int = Field(
+        2,
+        ge=1,
+        description="Batch requests one process reads and handles at once; the others wait "
+        "unread (bounds memory: a 500-message batch costs ~5x its JSON size while handled).",
+    )
     claim_lease_seconds: float = Field(
         120.0, gt=0, description="An in-flight key is retried by others after this (crash)."
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,8 +96,12 @@ class Dispatcher:
             for i, result in zip(indexes, sent, strict=True):
                 results[i] = result
         final = [r for r in results if r is not None]
-        for item, result in zip(items, final, strict=True):
-            SENDS.labels(item.provider or "-", result.outcome.value, result.code or "").inc()
+        counts = Counter(
+            (item.provider or "-", result.outcome.value, result.code or "")
+            for item, result in zip(items, final, strict=True)
+        )
+        for labels, n in counts.items():
+            SENDS.labels(*labels).inc(n)
         return final
 
     def _screen(
@@ -128,11 +132,12 @@ class Dispatcher:
             )
         if len(keep) < len(item.message.to):
             item.message = item.message.model_copy(update={"to": keep})
+            item.message.remember_json(None)  # no longer the message as received
         return None
 
     async def _send_group(self, entry: ProviderEntry, items: list[Pending]) -> list[SendResult]:
         conf = entry.settings
-        size = conf.chunk_size or self.settings.default_chunk_size
+        size = conf.chunk_size or entry.provider.chunk_size or self.settings.default_chunk_size
         limit = asyncio.Semaphore(conf.concurrency or self.settings.default_concurrency)
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
 

@@ -1,11 +1,18 @@
-"""Routes of the messages API (thin: parse, call the service, map resolutions to HTTP)."""
+"""Routes of the messages API (thin: parse, call the service, map resolutions to HTTP).
+
+Bodies are parsed by pydantic-core's JSON parser (:class:`JsonRoute`) and results written by
+pydantic straight to JSON, without FastAPI's response-model pass (decision 0050)."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+import pydantic_core
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.routing import APIRoute
 from notifier_common.errors import (
     Conflict,
     NotFound,
@@ -29,7 +36,37 @@ from gateway.messages.schemas import (
 from gateway.messages.service import Resolution
 from gateway.models import MessageStatus
 
-router = APIRouter(prefix="/v1", tags=["messages"])
+
+class JsonRequest(Request):
+    """``json()`` parsed by pydantic-core (jiter). For a 2 MB batch: ~11 ms and no transient
+    memory, where ``json.loads`` takes ~15 ms and ``orjson.loads`` allocates ~28 MB while
+    parsing."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = pydantic_core.from_json(body)
+            except ValueError as exc:  # FastAPI answers a JSONDecodeError with its 422
+                raise json.JSONDecodeError(str(exc), body.decode("utf-8", "replace"), 0) from exc
+        return self._json
+
+
+class JsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(JsonRequest(request.scope, request.receive))
+
+        return handle
+
+
+def _json_response(body: str | bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(content=body, media_type="application/json", headers=headers)
+
+
+router = APIRouter(prefix="/v1", tags=["messages"], route_class=JsonRoute)
 
 
 class InProgress(Conflict):
@@ -69,7 +106,6 @@ EXAMPLE_MESSAGE = {
 )
 async def send_message(
     message: Message,
-    response: Response,
     service: Messages,
     _: MessagesWriter,
     idempotency_key: Annotated[
@@ -81,7 +117,7 @@ async def send_message(
             description="Unique per message, e.g. the letter id.",
         ),
     ],
-) -> SendResultOut:
+) -> Response:
     [item] = await service.send([BatchItem(idempotency_key=idempotency_key, message=message)])
     if item.resolution is Resolution.conflict:
         raise Unprocessable(item.result.reason or "idempotency key reused")
@@ -89,9 +125,8 @@ async def send_message(
         raise InProgress(
             item.result.reason or "in progress", retry_after=item.result.retry_after or 1.0
         )
-    if item.resolution is Resolution.stored:
-        response.headers["Idempotent-Replayed"] = "true"
-    return item.result
+    replayed = {"Idempotent-Replayed": "true"} if item.resolution is Resolution.stored else None
+    return _json_response(item.result.model_dump_json(), replayed)
 
 
 @router.post(
@@ -109,14 +144,18 @@ async def send_message(
     responses=problem_responses(413),
 )
 async def send_batch(
-    body: BatchRequest, settings: Settings, service: Messages, _: MessagesWriter
-) -> BatchResponse:
+    body: BatchRequest,
+    settings: Settings,
+    service: Messages,
+    _: MessagesWriter,
+) -> Response:
     if len(body.items) > settings.max_batch_items:
         raise PayloadTooLarge(
             f"{len(body.items)} items; at most {settings.max_batch_items} per batch"
         )
     results = await service.send(body.items)
-    return BatchResponse(results=[r.result for r in results])
+    response = BatchResponse(results=[r.result for r in results])
+    return _json_response(response.model_dump_json())
 
 
 @router.get(

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from notifier_common.pagination import newest_first
 from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     String,
     Text,
     bindparam,
@@ -38,7 +39,7 @@ class NewClaim:
     id: uuid.UUID
     idempotency_key: str
     request_hash: str
-    request: dict[str, Any] | str  # the message, or its JSON text (stored as jsonb)
+    request: dict[str, Any] | bytes  # the message, or its UTF-8 JSON (stored as jsonb)
     channel: str
     action: str
     provider: str | None
@@ -62,11 +63,12 @@ _CLAIM = text(
     """
 INSERT INTO gateway.messages AS m (id, idempotency_key, request_hash, request, channel, action,
     provider, recipient, status, attempts, claim_token, lease_until)
-SELECT r.id, r.idempotency_key, r.request_hash, r.request::jsonb, r.channel, r.action,
+SELECT r.id, r.idempotency_key, r.request_hash, convert_from(r.request, 'UTF8')::jsonb,
+    r.channel, r.action,
     r.provider, r.recipient, 'in_progress', 1, CAST(:token AS uuid),
     now() + make_interval(secs => CAST(:lease AS float8))
 FROM unnest(CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:hashes AS text[]),
-    CAST(:requests AS text[]), CAST(:channels AS text[]), CAST(:actions AS text[]),
+    CAST(:requests AS bytea[]), CAST(:channels AS text[]), CAST(:actions AS text[]),
     CAST(:providers AS text[]), CAST(:recipients AS text[]))
     AS r(id, idempotency_key, request_hash, request, channel, action, provider, recipient)
 ORDER BY r.idempotency_key
@@ -87,7 +89,7 @@ RETURNING m.id, m.idempotency_key, m.claim_token, m.provider
     bindparam("ids", type_=ARRAY(PGUUID(as_uuid=True))),
     bindparam("keys", type_=ARRAY(String())),
     bindparam("hashes", type_=ARRAY(String())),
-    bindparam("requests", type_=ARRAY(Text())),
+    bindparam("requests", type_=ARRAY(LargeBinary())),
     bindparam("channels", type_=ARRAY(String())),
     bindparam("actions", type_=ARRAY(String())),
     bindparam("providers", type_=ARRAY(String())),
@@ -110,7 +112,7 @@ async def claim(session: AsyncSession, rows: Sequence[NewClaim], *, lease: float
         "keys": [r.idempotency_key for r in rows],
         "hashes": [r.request_hash for r in rows],
         "requests": [
-            r.request if isinstance(r.request, str) else json.dumps(r.request) for r in rows
+            r.request if isinstance(r.request, bytes) else orjson.dumps(r.request) for r in rows
         ],
         "channels": [r.channel for r in rows],
         "actions": [r.action for r in rows],

@@ -4,6 +4,11 @@ Transactions (see docs/decisions/0010-gateway-idempotency.md): the claim commits
 provider call, so a concurrent request with the same key sees ``in_progress``; results are
 stored in a second transaction. This service owns both (``session_scope``); repositories only
 execute statements.
+
+Request hashes (decision 0050): ``v2`` + sha256 of the validated message with its defaults, as
+compact UTF-8 JSON with sorted keys (:func:`request_json`), written once by orjson and stored as
+the request. Rows stored before carry the legacy hash (:func:`legacy_request_hash`: the same
+document, ASCII-escaped by ``json``), which is still honoured.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import orjson
 from notifier_common.db import session_scope
 from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -56,13 +62,39 @@ class ItemResult:
     result: SendResultOut
 
 
-def canonical_json(message: Message) -> str:
-    """The message as sorted compact JSON: hashed for idempotency and stored as the request."""
-    return json.dumps(message.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+REQUEST_HASH_VERSION = "v2"  # not hex: tells these hashes from legacy ones (64 hex digits)
 
 
-def request_hash(message: Message, canonical: str | None = None) -> str:
-    return hashlib.sha256((canonical or canonical_json(message)).encode()).hexdigest()
+def request_json(message: Message) -> bytes:
+    """The message with its defaults, compact UTF-8 JSON with keys sorted at every level: hashed
+    for idempotency and stored as the request (the same body in another key order, or with
+    defaults spelled out, is the same request)."""
+    data = message.model_dump(mode="json")
+    try:
+        written = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text.encode()
+    # orjson's result keeps its 64 KiB write buffer: a copy of the exact size frees it
+    return bytes(memoryview(written))
+
+
+def request_hash(body: bytes) -> str:
+    """``v2`` + 62 hex digits of the sha256 of :func:`request_json` (fits the 64-char column)."""
+    return REQUEST_HASH_VERSION + hashlib.sha256(body).hexdigest()[:62]
+
+
+def legacy_request_hash(message: Message) -> str:
+    """The hash stored before decision 0050: sha256 of the validated message with its defaults,
+    as ``json.dumps`` with sorted keys (ASCII-escaped). Compared only with legacy rows."""
+    canonical = json.dumps(message.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _same_request(stored: str, digest: str, message: Message) -> bool:
+    if stored == digest:
+        return True
+    return not stored.startswith(REQUEST_HASH_VERSION) and stored == legacy_request_hash(message)
 
 
 def result_from_record(row: MessageRecord) -> SendResultOut:
@@ -117,10 +149,10 @@ class MessageService:
 
     async def send(self, items: Sequence[BatchItem]) -> list[ItemResult]:
         """One result per item, in order. Repeated keys inside one batch share one send."""
-        bodies = [canonical_json(item.message) for item in items]
-        hashes = [
-            request_hash(item.message, body) for item, body in zip(items, bodies, strict=True)
-        ]
+        bodies = [request_json(item.message) for item in items]
+        hashes = [request_hash(body) for body in bodies]
+        for item, body in zip(items, bodies, strict=True):
+            item.message.remember_json(body)
         first: dict[str, int] = {}
         for i, item in enumerate(items):
             first.setdefault(item.idempotency_key, i)
@@ -142,29 +174,52 @@ class MessageService:
         return out
 
     async def _send_unique(
-        self, items: Sequence[BatchItem], hashes: Sequence[str], bodies: Sequence[str]
+        self, items: Sequence[BatchItem], hashes: Sequence[str], bodies: Sequence[bytes]
     ) -> dict[str, ItemResult]:
         claims = [
             self._new_claim(item, h, body)
             for item, h, body in zip(items, hashes, bodies, strict=True)
         ]
         messages = {item.idempotency_key: item.message for item in items}
+        claim_of = {c.idempotency_key: c for c in claims}
         async with session_scope(self.sessionmaker) as session:
             claimed = await repository.claim(
                 session, claims, lease=self.settings.claim_lease_seconds
             )
             # a claimed key's stored request has this hash: it is the message in hand
             pending = [self._pending(c, messages[c.idempotency_key]) for c in claimed]
-            disabled, suppressed = await self._screening_state(session, pending)
             taken = {c.idempotency_key for c in claimed}
             others = await repository.by_keys(
                 session, [c.idempotency_key for c in claims if c.idempotency_key not in taken]
             )
+            same = {
+                row.idempotency_key
+                for row in others
+                if _same_request(
+                    row.request_hash,
+                    claim_of[row.idempotency_key].request_hash,
+                    messages[row.idempotency_key],
+                )
+            }
+            # rows stored with the legacy hash: take over the retryable ones under that hash
+            legacy = [
+                replace(claim_of[row.idempotency_key], request_hash=row.request_hash)
+                for row in others
+                if row.idempotency_key in same
+                and row.request_hash != claim_of[row.idempotency_key].request_hash
+            ]
+            if legacy:
+                retaken = await repository.claim(
+                    session, legacy, lease=self.settings.claim_lease_seconds
+                )
+                pending += [self._pending(c, messages[c.idempotency_key]) for c in retaken]
+                again = {c.idempotency_key for c in retaken}
+                others = [row for row in others if row.idempotency_key not in again]
+            disabled, suppressed = await self._screening_state(session, pending)
         results: dict[str, ItemResult] = {}
         waiting: list[MessageRecord] = []
-        expected = {c.idempotency_key: c.request_hash for c in claims}
         for row in others:
-            if row.request_hash != expected[row.idempotency_key]:
+            if row.idempotency_key not in same:
                 results[row.idempotency_key] = ItemResult(
                     Resolution.conflict, _conflict(row.idempotency_key)
                 )
@@ -185,7 +240,7 @@ class MessageService:
                 IDEMPOTENT_REPLAYS.labels(resolution.value).inc(n)
         return results
 
-    def _new_claim(self, item: BatchItem, digest: str, body: str) -> repository.NewClaim:
+    def _new_claim(self, item: BatchItem, digest: str, body: bytes) -> repository.NewClaim:
         message = item.message
         first = next((r.address for r in message.to if r.address), None)
         return repository.NewClaim(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 RESPONSE_EXCERPT_LIMIT = 2000
 
@@ -59,6 +59,19 @@ class Message(BaseModel):
     unsubscribe_url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Opaque, echoed back.")
+
+    _json: bytes | None = PrivateAttr(default=None)
+
+    def remember_json(self, body: bytes | None) -> None:
+        """Keep the JSON this message was received and stored as (set by the messages service;
+        cleared when the gateway changes the message, e.g. drops suppressed recipients)."""
+        self._json = body
+
+    @property
+    def received_json(self) -> bytes | None:
+        """UTF-8 JSON equal to this message when known, so a provider that records messages
+        need not serialise them again; None for a message built or changed in code."""
+        return self._json
 
 
 class Outcome(enum.StrEnum):
@@ -117,6 +130,10 @@ class Provider(ABC):
     @abstractmethod
     async def send(self, message: Message) -> SendResult:
         """Deliver one message; classify every expected failure into the result."""
+
+    #: Messages per ``send_many`` call when the instance's ``chunk_size`` is not set (None: the
+    #: gateway's ``default_chunk_size``); a provider with a cheap bulk path takes whole batches.
+    chunk_size: int | None = None
 
     async def send_many(self, messages: Sequence[Message]) -> list[SendResult]:
         """Deliver several; providers with a bulk API (ESP) override this."""

@@ -4,9 +4,13 @@ The default in development, and the "write to a log instead of the real CRM" mod
 Config: ``record`` (default true) writes the table row; ``database_url`` is filled in by the
 registry from the gateway's settings.
 
-One INSERT per batch. With ``record`` on, the table is the record of each message, so the
-per-message log lines are at debug and each batch logs one info line; with ``record`` off the
-log is the only record and every message is logged at info.
+One INSERT per batch (``chunk_size`` 1000: the dispatcher hands over whole batches), storing
+each message as the JSON the gateway already wrote for its request (``Message.received_json``:
+the message with its defaults, the document in ``gateway.messages.request``), serialised only
+for a message changed on the way (recipients dropped as suppressed). With ``record`` on, the
+table is the record of each message, so the per-message log lines are at debug and each batch
+logs one info line; with ``record`` off the log is the only record and every message is logged
+at info.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 
 from notifier_common.db import create_engine, create_sessionmaker, session_scope
 from notifier_common.logging import get_logger, mask_email
-from sqlalchemy import text
+from sqlalchemy import LargeBinary, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.providers.base import Message, Provider, SendResult
@@ -30,6 +35,7 @@ class LogProvider(Provider):
     kind = "log"
     #: The registry passes ``database_url`` to providers that declare this.
     uses_gateway_database = True
+    chunk_size = 1000
 
     def __init__(self, name: str, config: dict[str, Any]) -> None:
         super().__init__(name, config)
@@ -59,7 +65,7 @@ class LogProvider(Provider):
                 "pmids": ids,
                 "channels": [m.channel for m in messages],
                 "actions": [m.action for m in messages],
-                "messages": [m.model_dump_json(exclude_defaults=True) for m in messages],
+                "messages": [_json(m) for m in messages],
             }
             async with session_scope(self._sessionmaker) as session:
                 await session.execute(_INSERT, params)
@@ -80,11 +86,16 @@ class LogProvider(Provider):
         return [SendResult.ok(pid) for pid in ids]
 
 
+def _json(message: Message) -> bytes:
+    return message.received_json or message.model_dump_json(exclude_defaults=True).encode()
+
+
 _INSERT = text(
     """
 INSERT INTO gateway.logged_messages (provider, provider_message_id, channel, action, message)
-SELECT CAST(:provider AS text), r.pmid, r.channel, r.action, r.message::jsonb
+SELECT CAST(:provider AS text), r.pmid, r.channel, r.action,
+    convert_from(r.message, 'UTF8')::jsonb
 FROM unnest(CAST(:pmids AS text[]), CAST(:channels AS text[]), CAST(:actions AS text[]),
-    CAST(:messages AS text[])) AS r(pmid, channel, action, message)
+    CAST(:messages AS bytea[])) AS r(pmid, channel, action, message)
 """
-)
+).bindparams(bindparam("messages", type_=ARRAY(LargeBinary())))
