@@ -57,7 +57,7 @@ class BenchEnv:
     token: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     ports_meta: dict[str, str] = field(default_factory=dict)  # e.g. the gateway token
-    # processes the workloads share (stub, log gateway, worker): started once, stopped at the end
+    # processes the workloads share (the stub, the log gateway): started once, stopped at the end
     shared: dict[str, tuple[Proc, dict[str, int]]] = field(default_factory=dict)
 
     def reuse(self, key: str) -> Proc | None:

@@ -100,7 +100,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                 client.close()
             processing.wait_idle(env)
     finally:
-        env.release(worker)
+        env.sup.stop(worker)
         drain.stop_services(env, services)
     result = stats.entry(
         unit="ms (p99)",

@@ -65,11 +65,9 @@ def wait_idle(env: BenchEnv, *, timeout: float = 60.0) -> None:
 
 
 def real_worker(env: BenchEnv) -> Proc:
-    """``notifier worker`` pointed at the current gateway and stub, shared with ``latency``."""
-    key = f"worker:{sorted(env.ports.items())}"
-    return env.reuse(key) or env.share(
-        key, env.sup.start("worker", [script("notifier"), "worker"], env=env.notifier_env())
-    )
+    """``notifier worker`` pointed at the current gateway and stub. Never shared: its per-minute
+    cron drain would join the drain workloads' measurements."""
+    return env.sup.start("worker", [script("notifier"), "worker"], env=env.notifier_env())
 
 
 def wait_started(env: BenchEnv, worker: Proc, *, timeout: float = 90.0) -> None:
@@ -161,7 +159,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             )
     finally:
         env.sup.stop(noop)
-        env.release(worker)
+        env.sup.stop(worker)
         if stub is not None:
             env.release(stub)
         client.close()
