@@ -15,22 +15,24 @@ CLEAR_DUE = "DELETE FROM notifier.letters WHERE id > $1"
 CLEAR_ATTEMPTS = "TRUNCATE notifier.attempts"
 
 
-def rates(env: BenchEnv, cfg: Config, tpls: list[dict[str, Any]], backlog: int) -> list[float]:
+def rates(
+    env: BenchEnv,
+    cfg: Config,
+    tpls: list[dict[str, Any]],
+    backlog: int,
+    pool: drain.DrainPool,
+) -> list[float]:
     letters.reset(env)
     letters.copy_due(env, tpls, backlog, due=False, tag="backlog")
     last_backlog_id = as_int(env.sql("SELECT max(id) FROM notifier.letters")[0][0])
     out = []
-    pool = drain.DrainPool(env, 2)
-    try:
-        for _ in range(cfg.runs):
-            env.sql(CLEAR_ATTEMPTS)
-            env.sql(CLEAR_DUE, last_backlog_id)
-            letters.copy_due(env, tpls, cfg.scale_due)
-            env.sql("VACUUM ANALYZE notifier.letters")
-            r = pool.round(expected=cfg.scale_due, cap=cfg.drain_cap)
-            out.append(r["rate"])
-    finally:
-        pool.close()
+    for _ in range(cfg.runs):
+        env.sql(CLEAR_ATTEMPTS)
+        env.sql(CLEAR_DUE, last_backlog_id)
+        letters.copy_due(env, tpls, cfg.scale_due)
+        env.sql("VACUUM ANALYZE notifier.letters")
+        r = pool.round(expected=cfg.scale_due, cap=cfg.drain_cap)
+        out.append(r["rate"])
     return out
 
 
@@ -39,11 +41,15 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     if missing:
         return stats.skipped(missing)
     services = drain.start_services(env)
+    pool: drain.DrainPool | None = None
     try:
-        tpls = drain.sendable_templates(env)
-        small = rates(env, cfg, tpls, cfg.scale_small)
-        big = rates(env, cfg, tpls, cfg.scale_big)
+        pool = drain.DrainPool(env, 2)
+        tpls = drain.sendable_templates(env, pool)
+        small = rates(env, cfg, tpls, cfg.scale_small, pool)
+        big = rates(env, cfg, tpls, cfg.scale_big, pool)
     finally:
+        if pool is not None:
+            pool.close()
         drain.stop_services(env, services)
         letters.reset(env)
     runs = [{"value": b, "small_backlog": s} for s, b in zip(small, big, strict=True)]
