@@ -29,19 +29,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_app_settings(request: Request) -> GatewaySettings:
+async def get_app_settings(request: Request) -> GatewaySettings:
     return request.app.state.settings
 
 
-def get_message_service(request: Request) -> MessageService:
+async def get_message_service(request: Request) -> MessageService:
     return request.app.state.message_service
 
 
-def get_registry(request: Request) -> ProviderRegistry:
+async def get_registry(request: Request) -> ProviderRegistry:
     return request.app.state.registry
 
 
-def get_breaker(request: Request) -> CircuitBreaker:
+async def get_breaker(request: Request) -> CircuitBreaker:
     return request.app.state.breaker
 
 
