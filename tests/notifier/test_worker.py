@@ -201,3 +201,20 @@ class TestApiToWorker:
             "new_balance": "50.5",
             "currency": "RUB",
         }
+
+
+class TestNotifierWorker:
+    async def test_ids_of_jobs_running_here_are_skipped_without_asking_redis(
+        self, settings: NotifierSettings
+    ) -> None:
+        w = create_worker(settings, burst=True)
+        running = asyncio.get_running_loop().create_future()
+        w.tasks["event:x"] = asyncio.ensure_future(running)
+        try:
+            # no Redis pool exists yet: any check in Redis would fail
+            await w.start_jobs([b"event:x"])
+            assert w.job_counter == 0
+            assert list(w.tasks) == ["event:x"]
+        finally:
+            running.cancel()
+            await w.close()

@@ -315,3 +315,26 @@ class TestCache:
         assert (await cached.client("c1")).id == "c1"
         assert (await cached.client("c2")).id == "c2"
         assert (one.call_count, two.call_count) == (1, 1)
+
+
+class TestConcurrencyCap:
+    async def test_at_most_max_concurrency_requests_are_in_flight(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        capped = EnrichmentClient(
+            http, clients_url=CLIENTS, billing_url=BILLING, cache_ttl=0, max_concurrency=2
+        )
+        in_flight, most = 0, 0
+
+        async def slow(request: httpx.Request, cid: str) -> httpx.Response:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+            return httpx.Response(200, json={**PROFILE, "id": cid})
+
+        respx.get(url__regex=rf"{CLIENTS}/v1/clients/(?P<cid>[^/]+)$").mock(side_effect=slow)
+        profiles = await asyncio.gather(*(capped.client(f"c{n}") for n in range(10)))
+        assert [p.id for p in profiles] == [f"c{n}" for n in range(10)]
+        assert most == 2

@@ -26,12 +26,16 @@ def metadata_for(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, *, pool_size: int = 10, app_name: str = "notifier") -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, app_name: str = "notifier", pre_ping: bool = True
+) -> AsyncEngine:
+    """``pre_ping=False`` saves a round trip per checkout where a dropped connection may simply
+    fail the unit of work (the worker: the job is retried)."""
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         connect_args={"server_settings": {"application_name": app_name}},
     )
 

@@ -23,6 +23,21 @@ class NotifierSettings(ServiceSettings):
     worker_poll_delay: float = Field(0.05, gt=0, description="arq poll delay in seconds.")
     worker_job_timeout: int = Field(120, ge=1, description="Seconds before arq cancels a job.")
     worker_max_tries: int = Field(8, ge=1, description="arq max tries for handle_event.")
+    worker_group_commit: bool = Field(
+        True, description="Handle concurrent events' database work in shared transactions."
+    )
+    worker_batch_max_events: int = Field(
+        200, ge=1, description="Most events in one group-commit transaction."
+    )
+    worker_batch_window: float = Field(
+        0.005, ge=0, description="Seconds the group commit waits to collect events."
+    )
+    letter_settings_cache_seconds: float = Field(
+        5.0, ge=0, description="Event processing sees a letter settings change within this (s)."
+    )
+    immediate_send_window: float = Field(
+        0.01, ge=0, description="Seconds immediate sends of concurrent events are coalesced."
+    )
     worker_metrics_port: int = Field(
         9101, description="Port of the worker's Prometheus /metrics (0 disables)."
     )
@@ -37,6 +52,9 @@ class NotifierSettings(ServiceSettings):
         "http://127.0.0.1:8002", description="Upstream 'billing' service base URL."
     )
     upstream_timeout: float = Field(5.0, gt=0, description="Timeout of upstream HTTP calls (s).")
+    upstream_max_concurrency: int = Field(
+        16, ge=0, description="Most upstream requests in flight per worker process (0: no cap)."
+    )
     # ---- letter engine (issue 4) ----
     gateway_timeout: float = Field(30.0, gt=0, description="Timeout of one gateway batch call (s).")
     gateway_batch_size: int = Field(

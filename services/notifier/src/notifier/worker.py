@@ -17,11 +17,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from notifier.clock import Clock, system_clock
 from notifier.enrichment import EnrichmentClient
 from notifier.events import service
-from notifier.events.processing import EventProcessor, TransientEventError
+from notifier.events.batching import EventBatcher
+from notifier.events.processing import BatchProcessor, EventProcessor, TransientEventError
 from notifier.gateway_client import GatewayClient
 from notifier.letters.drain import DeliveryConfig, LetterSender, Renderer
+from notifier.letters.immediate import ImmediateSends
 from notifier.letters.processor import LetterProcessor
 from notifier.letters.service import PlanConfig
+from notifier.letters.settings_service import SettingsCache
 from notifier.letters.timing import QuietHours
 from notifier.metrics import JOB_DURATION
 from notifier.settings import NotifierSettings, get_settings
@@ -77,12 +80,30 @@ def build_sender(ctx: dict[str, Any]) -> LetterSender:
 
 
 def build_processor(ctx: dict[str, Any]) -> EventProcessor:
-    """The letter engine: plans letters per event, sends the immediate ones after commit."""
+    """The letter engine: plans letters per event, sends the immediate ones after commit
+    (coalesced across concurrent events), reads letter settings through a short cache."""
+    settings: NotifierSettings = ctx["settings"]
     return LetterProcessor(
         enricher=ctx["enrichment"],
-        config=plan_config(ctx["settings"]),
+        config=plan_config(settings),
         clock=ctx["clock"],
         sender=ctx["sender"],
+        settings=SettingsCache(ctx["sessionmaker"], ttl=settings.letter_settings_cache_seconds),
+        immediate=ctx["immediate"],
+    )
+
+
+def build_batcher(ctx: dict[str, Any]) -> EventBatcher | None:
+    """The group commit of events (decision 0040), if enabled and the processor supports it."""
+    settings: NotifierSettings = ctx["settings"]
+    processor = ctx["processor"]
+    if not settings.worker_group_commit or not isinstance(processor, BatchProcessor):
+        return None
+    return EventBatcher(
+        ctx["sessionmaker"],
+        processor,
+        max_events=settings.worker_batch_max_events,
+        window=settings.worker_batch_window,
     )
 
 
@@ -109,6 +130,7 @@ def start_clients(ctx: dict[str, Any], settings: NotifierSettings) -> None:
         ctx["upstream_http"],
         clients_url=settings.clients_service_url,
         billing_url=settings.billing_service_url,
+        max_concurrency=settings.upstream_max_concurrency or None,
     )
 
 
@@ -117,12 +139,21 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["settings"] = settings
     configure_logging(level=settings.log_level, json=settings.json_logs)
     ctx["engine"] = create_engine(
-        settings.database_url, pool_size=settings.db_pool_size, app_name="notifier-worker"
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        app_name="notifier-worker",
+        pre_ping=False,  # a dropped connection fails the job, which arq retries (decision 0040)
     )
     ctx["sessionmaker"] = create_sessionmaker(ctx["engine"])
     start_clients(ctx, settings)
     ctx["sender"] = build_sender(ctx)
+    ctx["immediate"] = ImmediateSends(
+        ctx["sender"],
+        window=settings.immediate_send_window,
+        max_batch=settings.gateway_batch_size,
+    )
     ctx["processor"] = build_processor(ctx)
+    ctx["batcher"] = build_batcher(ctx)
     if settings.worker_metrics_port and not ctx.get("metrics_started"):
         try:
             start_http_server(settings.worker_metrics_port, addr=settings.api_host)
@@ -134,6 +165,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    for name in ("batcher", "immediate"):
+        if ctx.get(name) is not None:
+            await ctx[name].aclose()
     for name in ("gateway_http", "upstream_http"):
         if name in ctx:
             await ctx.pop(name).aclose()
@@ -149,6 +183,9 @@ async def handle_event(ctx: dict[str, Any], body: Any) -> str:
     """arq job: store the event once, run the letter engine; retry transient failures."""
     with JOB_DURATION.labels("handle_event").time():
         try:
+            batcher: EventBatcher | None = ctx.get("batcher")
+            if batcher is not None:
+                return await batcher.handle(body)
             return await service.handle_event(ctx["sessionmaker"], ctx["processor"], body)
         except (TransientEventError, OperationalError, DBAPIError, OSError) as exc:
             delay = backoff_seconds(ctx.get("job_try", 1))
@@ -240,7 +277,21 @@ def worker_settings(settings: NotifierSettings) -> dict[str, Any]:
     }
 
 
+class NotifierWorker(Worker):
+    """arq's worker, minus the Redis round trips spent on jobs this process is already running.
+
+    Each poll reads up to ``queue_read_limit`` ids from the head of the queue, which holds this
+    worker's running jobs until they finish; arq checks each id with WATCH/EXISTS/ZSCORE before
+    skipping it, so with hundreds of concurrent jobs that each wait a little (the group commit,
+    decision 0040) most of the worker's CPU went into re-checking its own running jobs. Ids of
+    jobs running in this process are skipped locally; everything else is arq's own logic."""
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        running = self.tasks
+        await super().start_jobs([i for i in job_ids if i.decode() not in running])
+
+
 def create_worker(settings: NotifierSettings | None = None, **overrides: Any) -> Worker:
     kwargs = worker_settings(settings or get_settings())
     kwargs.update(overrides)
-    return Worker(**kwargs)
+    return NotifierWorker(**kwargs)

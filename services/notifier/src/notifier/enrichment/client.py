@@ -40,6 +40,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 log = get_logger("notifier.enrichment")
 
+_ACCEPT = {"Accept": "application/json"}
+
 
 class _Retryable(Exception):
     def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None):
@@ -62,11 +64,14 @@ class EnrichmentClient:
         max_backoff: float = 5.0,
         max_retry_after: float = 10.0,
         cache_max_entries: int = 10_000,
+        max_concurrency: int | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``retries``: extra attempts after the first; ``backoff``: first delay in seconds
-        (doubled per attempt, capped at ``max_backoff``, jittered to 50-100 %)."""
+        (doubled per attempt, capped at ``max_backoff``, jittered to 50-100 %);
+        ``max_concurrency``: most requests in flight at once (the others queue in-process:
+        httpx costs more CPU per request the more run concurrently, see PERF-NOTES)."""
         if retries < 0:
             raise ValueError("retries must be >= 0")
         self._http = http
@@ -77,6 +82,7 @@ class EnrichmentClient:
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
         self._sleep = sleep
+        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._clients: SingleFlightCache[ClientProfile] = SingleFlightCache(
             ttl=cache_ttl, max_entries=cache_max_entries, clock=clock
         )
@@ -177,11 +183,18 @@ class EnrichmentClient:
             return None
         return max(retry_after, jittered)
 
+    async def _get(self, url: str) -> httpx.Response:
+        return await self._http.get(url, headers=_ACCEPT)
+
     async def _attempt(self, upstream: str, resource: str, url: str, model: type[M]) -> M:
         outcome = "ok"
         started = time.perf_counter()
         try:
-            response = await self._http.get(url, headers={"Accept": "application/json"})
+            if self._slots is None:
+                response = await self._get(url)
+            else:
+                async with self._slots:
+                    response = await self._get(url)
         except httpx.TimeoutException as exc:
             outcome = "timeout"
             raise _Retryable(f"timeout ({type(exc).__name__})") from exc

@@ -4,12 +4,17 @@
 implements the processor; it may raise :class:`PermanentEventError` (the event ends ``failed``
 with the reason) or :class:`TransientEventError` (the job is retried with backoff), and returns
 callables to run after the transaction committed (immediate sends).
+
+A :class:`BatchProcessor` can also take part in the worker's group commit
+(``notifier.events.batching``, docs/decisions/0040): ``prepare`` does the reads that need no
+database connection (settings, upstream data) for one event; ``process_many`` then decides and
+writes for events of distinct clients in the batch's one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from notifier_common.events import AnyEvent
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,8 +34,24 @@ class EventProcessor(Protocol):
     async def process(self, session: AsyncSession, event: AnyEvent) -> Sequence[AfterCommit]: ...
 
 
+@runtime_checkable
+class BatchProcessor(EventProcessor, Protocol):
+    async def prepare(self, event: AnyEvent) -> Any: ...
+    async def process_many(
+        self, session: AsyncSession, items: Sequence[tuple[AnyEvent, Any]]
+    ) -> Sequence[AfterCommit]: ...
+
+
 class NoLetters:
     """Processor that stores events and triggers nothing."""
 
     async def process(self, session: AsyncSession, event: AnyEvent) -> Sequence[AfterCommit]:
+        return ()
+
+    async def prepare(self, event: AnyEvent) -> None:
+        return None
+
+    async def process_many(
+        self, session: AsyncSession, items: Sequence[tuple[AnyEvent, Any]]
+    ) -> Sequence[AfterCommit]:
         return ()

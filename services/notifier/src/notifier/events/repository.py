@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from notifier_common.events import Envelope
 from notifier_common.pagination import newest_first
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +36,62 @@ async def insert_received(session: AsyncSession, event: Envelope, *, source: str
         .returning(Event.id)
     )
     return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+_INSERT_RECEIVED_MANY_SQL = """
+INSERT INTO notifier.events (id, type, version, client_id, producer, occurred_at, trace_id, body,
+    status, source)
+SELECT id, type, version, client_id, producer, occurred_at, trace_id, CAST(body AS jsonb),
+    'processing', :source
+FROM unnest(CAST(:id AS uuid[]), CAST(:type AS text[]), CAST(:version AS int[]),
+    CAST(:client_id AS text[]), CAST(:producer AS text[]), CAST(:occurred_at AS timestamptz[]),
+    CAST(:trace_id AS text[]), CAST(:body AS text[]))
+    AS r(id, type, version, client_id, producer, occurred_at, trace_id, body)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+
+async def insert_received_many(
+    session: AsyncSession, events: Sequence[Envelope], *, source: str
+) -> set[uuid.UUID]:
+    """``insert_received`` for many events in one fixed-shape statement: the ids newly stored."""
+    if not events:
+        return set()
+    params = {
+        "id": [e.id for e in events],
+        "type": [e.type for e in events],
+        "version": [e.version for e in events],
+        "client_id": [e.client_id for e in events],
+        "producer": [e.producer for e in events],
+        "occurred_at": [e.occurred_at for e in events],
+        "trace_id": [e.trace_id for e in events],
+        "body": [e.model_dump_json() for e in events],
+        "source": source,
+    }
+    result = await session.execute(text(_INSERT_RECEIVED_MANY_SQL), params)
+    return {row[0] for row in result}
+
+
+async def statuses(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventStatus]:
+    if not ids:
+        return {}
+    result = await session.execute(
+        text("SELECT id, status FROM notifier.events WHERE id = ANY(CAST(:ids AS uuid[]))"),
+        {"ids": list(ids)},
+    )
+    return {row[0]: EventStatus(row[1]) for row in result}
+
+
+async def mark_many(session: AsyncSession, ids: Sequence[uuid.UUID], status: EventStatus) -> None:
+    if ids:
+        await session.execute(
+            text(
+                "UPDATE notifier.events SET status = :status, error = NULL, processed_at = now()"
+                " WHERE id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": list(ids), "status": status.value},
+        )
 
 
 async def insert_rejected(

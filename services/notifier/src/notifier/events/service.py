@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifier.events import repository
 from notifier.events.processing import (
+    AfterCommit,
     EventProcessor,
     PermanentEventError,
 )
@@ -126,19 +128,32 @@ async def handle_event(
             after_commit = await processor.process(session, event)
             await repository.mark(session, event.id, EventStatus.processed)
     except PermanentEventError as exc:
-        async with session_scope(sessionmaker) as session:
-            await repository.insert_received(session, event, source=source)
-            await repository.mark(
-                session, event.id, EventStatus.failed, error={"message": str(exc)}
-            )
-        bound.warning("events.failed", reason=str(exc))
-        EVENTS_HANDLED.labels(source, "failed").inc()
-        return "failed"
-    for action in after_commit:
+        return await fail(sessionmaker, event, exc, source=source)
+    await run_after_commit(after_commit, bound)
+    EVENTS_HANDLED.labels(source, "processed").inc()
+    bound.info("events.processed")
+    return "processed"
+
+
+async def fail(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    event: AnyEvent,
+    exc: PermanentEventError,
+    *,
+    source: str,
+) -> Outcome:
+    """Store the event ``failed`` with the reason (processing can never succeed)."""
+    async with session_scope(sessionmaker) as session:
+        await repository.insert_received(session, event, source=source)
+        await repository.mark(session, event.id, EventStatus.failed, error={"message": str(exc)})
+    log.warning("events.failed", event_id=str(event.id), event_type=event.type, reason=str(exc))
+    EVENTS_HANDLED.labels(source, "failed").inc()
+    return "failed"
+
+
+async def run_after_commit(actions: Sequence[AfterCommit], bound: Any = log) -> None:
+    for action in actions:
         try:
             await action()
         except Exception:  # the outbox row is committed: the drain will deliver it
             bound.exception("events.after_commit_failed")
-    EVENTS_HANDLED.labels(source, "processed").inc()
-    bound.info("events.processed")
-    return "processed"

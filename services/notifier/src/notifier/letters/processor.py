@@ -15,7 +15,9 @@ from notifier.letters import repository, service
 from notifier.letters.catalog import Catalog
 from notifier.letters.definitions import LETTERS
 from notifier.letters.drain import LetterSender
-from notifier.letters.service import Enricher, PlanConfig
+from notifier.letters.immediate import ImmediateSends
+from notifier.letters.service import Applied, Enricher, Gathered, Plan, PlanConfig
+from notifier.letters.settings_service import SettingsCache
 
 log = get_logger("notifier.letters.processor")
 
@@ -35,17 +37,22 @@ class LetterProcessor:
         clock: Clock,
         sender: LetterSender | None,
         catalog: Catalog = LETTERS,
+        settings: SettingsCache | None = None,
+        immediate: ImmediateSends | None = None,
     ) -> None:
+        """``settings``: where ``prepare`` reads letter settings (required for the batch path);
+        ``immediate``: coalesces the after-commit sends (else one ``send_now`` per event)."""
         self.enricher = enricher
         self.config = config
         self.clock = clock
         self.sender = sender
         self.catalog = catalog
+        self.settings = settings
+        self.immediate = immediate
 
     async def process(self, session: AsyncSession, event: AnyEvent) -> Sequence[AfterCommit]:
         if not self.catalog.involved(event.type):
             return ()
-        bound = log.bind(event_id=str(event.id), event_type=event.type)
         gathered = await service.gather(
             session, event, enricher=self.enricher, catalog=self.catalog
         )
@@ -55,21 +62,67 @@ class LetterProcessor:
             session, event, gathered, config=self.config, now=now, catalog=self.catalog
         )
         applied = await service.apply(session, plan, now=now)
-        for decision in plan.decisions:
-            bound.info(
-                "letters.decision",
-                letter=decision.letter,
-                decision=decision.kind,
-                reason=decision.reason,
-            )
-        if applied.cancelled:
-            bound.info("letters.cancelled", letter_ids=applied.cancelled)
-        if applied.created:
-            bound.info("letters.created", letter_ids=applied.created, due_now=applied.due_now)
-        if applied.due_now and self.sender is not None:
-            return (partial(self._send_now, applied.due_now),)
+        _log(plan, applied)
+        return self._after_commit(applied.due_now)
+
+    # ---- the worker's group commit (notifier.events.batching) -----------------------------
+
+    async def prepare(self, event: AnyEvent) -> Gathered | None:
+        """Settings and upstream data of one event, read without a database connection held
+        (enrichment errors propagate as classified, before anything is written)."""
+        if not self.catalog.involved(event.type):
+            return None
+        if self.settings is None:
+            raise RuntimeError("LetterProcessor.prepare needs a SettingsCache")
+        settings = await self.settings.get()
+        return await service.gather_with(
+            event, settings, enricher=self.enricher, catalog=self.catalog
+        )
+
+    async def process_many(
+        self, session: AsyncSession, items: Sequence[tuple[AnyEvent, Gathered | None]]
+    ) -> Sequence[AfterCommit]:
+        """Decide and write for events of distinct clients: their locks in one stable order,
+        one statement per kind of read and write for all of them."""
+        todo = [(event, gathered) for event, gathered in items if gathered is not None]
+        if not todo:
+            return ()
+        await repository.lock_clients(session, [event.client_id for event, _ in todo])
+        now = self.clock()
+        plans = await service.decide_many(
+            session, todo, config=self.config, now=now, catalog=self.catalog
+        )
+        applied = await service.apply_many(session, plans, now=now)
+        due: list[int] = []
+        for plan in plans:
+            mine = applied[plan.event.id]
+            _log(plan, mine)
+            due += mine.due_now
+        return self._after_commit(due)
+
+    def _after_commit(self, due_now: list[int]) -> Sequence[AfterCommit]:
+        if due_now and self.sender is not None:
+            return (partial(self._send_now, due_now),)
         return ()
 
     async def _send_now(self, letter_ids: list[int]) -> None:
+        if self.immediate is not None:
+            await self.immediate.send(letter_ids)
+            return
         assert self.sender is not None
         await self.sender.send_now(letter_ids)
+
+
+def _log(plan: Plan, applied: Applied) -> None:
+    bound = log.bind(event_id=str(plan.event.id), event_type=plan.event.type)
+    for decision in plan.decisions:
+        bound.info(
+            "letters.decision",
+            letter=decision.letter,
+            decision=decision.kind,
+            reason=decision.reason,
+        )
+    if applied.cancelled:
+        bound.info("letters.cancelled", letter_ids=applied.cancelled)
+    if applied.created:
+        bound.info("letters.created", letter_ids=applied.created, due_now=applied.due_now)

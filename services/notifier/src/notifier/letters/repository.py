@@ -179,6 +179,198 @@ async def insert_letters(
     return [(r.id, r.status, r.send_at) for r in (await session.execute(stmt)).all()]
 
 
+# ---- event processing, many events per statement (the worker's group commit) ----------------
+# Text statements of a fixed shape (one array per column): compiled and prepared once, whatever
+# the number of rows. See docs/decisions/0040-group-commit-of-events.md.
+
+
+async def lock_clients(session: AsyncSession, client_ids: Sequence[str]) -> None:
+    """``lock_client`` for several clients in one round trip, in one stable order (by lock key),
+    so two transactions locking overlapping sets cannot deadlock on these locks."""
+    if not client_ids:
+        return
+    await session.execute(
+        text(_LOCK_CLIENTS_SQL).bindparams(bindparam("keys", type_=ARRAY(String()))),
+        {"keys": [f"notifier.letters:{c}" for c in sorted(set(client_ids))]},
+    )
+
+
+_LOCK_CLIENTS_SQL = """
+SELECT count(pg_advisory_xact_lock(k.h)) FROM (
+    SELECT hashtextextended(key, 0) AS h FROM unnest(CAST(:keys AS text[])) AS key
+    GROUP BY 1 ORDER BY 1
+) AS k
+"""
+
+
+async def states_of(
+    session: AsyncSession, letters: Sequence[str], client_ids: Sequence[str]
+) -> dict[tuple[str, str], LetterState]:
+    """Frequency states of these letters for these clients, by (letter, client_id)."""
+    if not letters or not client_ids:
+        return {}
+    stmt = select(LetterState).where(
+        LetterState.letter.in_(sorted(set(letters))),
+        LetterState.client_id.in_(sorted(set(client_ids))),
+    )
+    return {(s.letter, s.client_id): s for s in (await session.execute(stmt)).scalars()}
+
+
+_CANCEL_MANY_SQL = """
+WITH r AS (
+    SELECT * FROM unnest(CAST(:letter AS text[]), CAST(:client_id AS text[]),
+        CAST(:contract_id AS text[]), CAST(:occurred_at AS timestamptz[]),
+        CAST(:event_id AS uuid[]), CAST(:reason AS text[]))
+        AS r(letter, client_id, contract_id, occurred_at, event_id, reason)
+), candidates AS (
+    SELECT DISTINCT ON (l.id) l.id, r.event_id, r.reason
+    FROM r JOIN notifier.letters AS l
+      ON l.letter = r.letter
+     AND (l.client_id = r.client_id OR l.contract_id = r.contract_id)
+     AND l.triggered_at <= r.occurred_at
+    WHERE l.status IN ('scheduled', 'sending')
+    ORDER BY l.id, r.occurred_at DESC
+), target AS (
+    SELECT l.id FROM notifier.letters AS l
+    WHERE l.id IN (SELECT id FROM candidates) AND l.status IN ('scheduled', 'sending')
+    ORDER BY l.id
+    FOR UPDATE
+)
+UPDATE notifier.letters AS l
+SET status = 'cancelled', cancel_reason = c.reason, cancelled_by_event_id = c.event_id,
+    lease_until = NULL, lease_token = NULL, updated_at = :now
+FROM target JOIN candidates AS c ON c.id = target.id
+WHERE l.id = target.id
+RETURNING l.id, c.event_id
+"""
+
+
+async def cancel_pending_many(
+    session: AsyncSession, requests: Sequence[Mapping[str, Any]], *, now: datetime
+) -> list[tuple[int, uuid.UUID]]:
+    """``cancel_pending`` for many (letter, subject) requests in one statement.
+
+    Each request: letter, client_id or contract_id (the other None), occurred_at, event_id,
+    reason. Every target row is locked in one id order (like the drain), and a row a drain
+    holds is waited for: if it got sent meanwhile, it no longer matches. Returns
+    (letter id, cancelling event id)."""
+    if not requests:
+        return []
+    columns = _columns(
+        [{**r, "reason": str(r["reason"])[:200]} for r in requests],
+        ("letter", "client_id", "contract_id", "occurred_at", "event_id", "reason"),
+    )
+    result = await session.execute(text(_CANCEL_MANY_SQL), {**columns, "now": now})
+    return [(row[0], row[1]) for row in result]
+
+
+_RECORD_CANCELLATIONS_SQL = """
+INSERT INTO notifier.letter_cancellations (letter, subject, occurred_at, event_id, event_type)
+SELECT * FROM unnest(CAST(:letter AS text[]), CAST(:subject AS text[]),
+    CAST(:occurred_at AS timestamptz[]), CAST(:event_id AS uuid[]), CAST(:event_type AS text[]))
+ON CONFLICT (letter, subject) DO UPDATE
+SET occurred_at = excluded.occurred_at, event_id = excluded.event_id,
+    event_type = excluded.event_type, updated_at = now()
+WHERE notifier.letter_cancellations.occurred_at < excluded.occurred_at
+"""
+
+
+async def record_cancellations_many(
+    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """``record_cancellations`` in one fixed-shape statement (the latest per key wins)."""
+    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for row in rows:
+        key = (row["letter"], row["subject"])
+        if key not in latest or latest[key]["occurred_at"] < row["occurred_at"]:
+            latest[key] = row
+    if latest:
+        names = ("letter", "subject", "occurred_at", "event_id", "event_type")
+        await session.execute(
+            text(_RECORD_CANCELLATIONS_SQL), _columns(list(latest.values()), names)
+        )
+
+
+_SAVE_STATES_SQL = """
+INSERT INTO notifier.letter_states (letter, client_id, armed, last_fired_at, last_event_at,
+    last_level)
+SELECT * FROM unnest(CAST(:letter AS text[]), CAST(:client_id AS text[]),
+    CAST(:armed AS boolean[]), CAST(:last_fired_at AS timestamptz[]),
+    CAST(:last_event_at AS timestamptz[]), CAST(:last_level AS numeric[]))
+ON CONFLICT (letter, client_id) DO UPDATE
+SET armed = excluded.armed, last_fired_at = excluded.last_fired_at,
+    last_event_at = excluded.last_event_at, last_level = excluded.last_level,
+    updated_at = now()
+"""
+
+
+async def save_states_many(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``save_states`` in one fixed-shape statement (one row per (letter, client_id): the
+    last given wins)."""
+    last = {(r["letter"], r["client_id"]): r for r in rows}
+    if last:
+        names = ("letter", "client_id", "armed", "last_fired_at", "last_event_at", "last_level")
+        await session.execute(text(_SAVE_STATES_SQL), _columns(list(last.values()), names))
+
+
+_LETTER_INSERT_COLUMNS = (
+    "event_id",
+    "letter",
+    "client_id",
+    "contract_id",
+    "channel",
+    "recipient",
+    "locale",
+    "context",
+    "status",
+    "triggered_at",
+    "send_at",
+    "expires_at",
+    "dedup_key",
+    "cancel_reason",
+    "cancelled_by_event_id",
+    "origin",
+    "created_at",
+    "updated_at",
+)
+
+_INSERT_LETTERS_SQL = """
+INSERT INTO notifier.letters (event_id, letter, client_id, contract_id, channel, recipient,
+    locale, context, status, triggered_at, send_at, expires_at, dedup_key, cancel_reason,
+    cancelled_by_event_id, origin, created_at, updated_at)
+SELECT event_id, letter, client_id, contract_id, channel, recipient, locale,
+    CAST(context AS jsonb), status, triggered_at, send_at, expires_at, dedup_key,
+    cancel_reason, cancelled_by_event_id, origin, created_at, updated_at
+FROM unnest(CAST(:event_id AS uuid[]), CAST(:letter AS text[]), CAST(:client_id AS text[]),
+    CAST(:contract_id AS text[]), CAST(:channel AS text[]), CAST(:recipient AS text[]),
+    CAST(:locale AS text[]), CAST(:context AS text[]), CAST(:status AS text[]),
+    CAST(:triggered_at AS timestamptz[]), CAST(:send_at AS timestamptz[]),
+    CAST(:expires_at AS timestamptz[]), CAST(:dedup_key AS text[]),
+    CAST(:cancel_reason AS text[]), CAST(:cancelled_by_event_id AS uuid[]),
+    CAST(:origin AS text[]), CAST(:created_at AS timestamptz[]),
+    CAST(:updated_at AS timestamptz[]))
+    AS r(event_id, letter, client_id, contract_id, channel, recipient, locale, context, status,
+         triggered_at, send_at, expires_at, dedup_key, cancel_reason, cancelled_by_event_id,
+         origin, created_at, updated_at)
+ON CONFLICT DO NOTHING
+RETURNING id, event_id, status, send_at
+"""
+
+
+async def insert_letters_many(
+    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[int, uuid.UUID, LetterStatus, datetime]]:
+    """``insert_letters`` in one fixed-shape statement: (id, event_id, status, send_at) of each
+    row inserted (a unique event/letter/recipient or dedup key conflict inserts nothing).
+    ``context`` is JSON text (the caller serialises it)."""
+    if not rows:
+        return []
+    result = await session.execute(
+        text(_INSERT_LETTERS_SQL), _columns(rows, _LETTER_INSERT_COLUMNS)
+    )
+    return [(r[0], r[1], LetterStatus(r[2]), r[3]) for r in result]
+
+
 # ---- delivery -----------------------------------------------------------------------------
 
 _CLAIM_DUE_SQL = """

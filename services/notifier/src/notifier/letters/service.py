@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
+import orjson
 from notifier_common.events import AnyEvent, BalanceChanged
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +25,7 @@ from notifier.letters.catalog import AnySpec, Catalog, Crossing, Facts, LetterPa
 from notifier.letters.definitions import LETTERS
 from notifier.letters.settings_service import EffectiveSettings, effective
 from notifier.letters.timing import QuietHours, expires_at, send_at
-from notifier.models import LetterOrigin, LetterState, LetterStatus
+from notifier.models import LetterCancellation, LetterOrigin, LetterState, LetterStatus
 
 
 class Enricher(Protocol):
@@ -137,6 +139,18 @@ async def gather(
 ) -> Gathered:
     names = [s.name for s in catalog.involved(event.type)]
     settings = await effective(session, names, catalog=catalog) if names else {}
+    return await gather_with(event, settings, enricher=enricher, catalog=catalog)
+
+
+async def gather_with(
+    event: AnyEvent,
+    settings: Mapping[str, EffectiveSettings],
+    *,
+    enricher: Enricher,
+    catalog: Catalog = LETTERS,
+) -> Gathered:
+    """``gather`` with the effective settings already known (no database access)."""
+    settings = {s.name: settings[s.name] for s in catalog.involved(event.type)}
     triggered = [s for s in catalog.triggered_by(event)]
     enabled = [s for s in triggered if settings[s.name].enabled]
     facts = await fetch_facts(enricher, event, enabled) if enabled else None
@@ -272,6 +286,43 @@ async def decide(
     catalog: Catalog = LETTERS,
 ) -> Plan:
     """Read cancellations and frequency state (under the client lock) and decide."""
+    candidates = _candidates(gathered)
+    if not candidates or gathered.facts is None:
+        return decide_from(event, gathered, states={}, cancellations=[], config=config, now=now)
+    states = await repository.get_states(
+        session, [s.name for s in candidates if s.frequency is not None], event.client_id
+    )
+    rows = await repository.latest_cancellations(
+        session, [s.name for s in candidates], _subjects(event, gathered.facts)
+    )
+    return decide_from(
+        event,
+        gathered,
+        states=states,
+        cancellations=rows,
+        config=config,
+        now=now,
+        catalog=catalog,
+    )
+
+
+def _candidates(gathered: Gathered) -> list[AnySpec]:
+    return [s for s in gathered.triggered if gathered.settings[s.name].enabled]
+
+
+def decide_from(
+    event: AnyEvent,
+    gathered: Gathered,
+    *,
+    states: Mapping[str, LetterState],
+    cancellations: Sequence[LetterCancellation],
+    config: PlanConfig,
+    now: datetime,
+    catalog: Catalog = LETTERS,
+) -> Plan:
+    """The decision given what was read under the client lock: the event client's frequency
+    states (by letter) and the remembered cancellations (any rows; those of this event's
+    subjects and letters count)."""
     plan = Plan(event=event, cancellations=cancellations_for(event, catalog))
     facts = gathered.facts
     candidates: list[AnySpec] = []
@@ -282,10 +333,7 @@ async def decide(
             candidates.append(spec)
     if not candidates or facts is None:
         return plan
-    states = await repository.get_states(
-        session, [s.name for s in candidates if s.frequency is not None], event.client_id
-    )
-    cancelled = await _cancelled_earlier(session, event, facts, candidates)
+    cancelled = _cancelled_earlier(event, facts, candidates, cancellations)
     for spec in candidates:
         params = gathered.settings[spec.name].params
         reason = spec.condition(facts, params)
@@ -322,18 +370,26 @@ async def decide(
     return plan
 
 
-async def _cancelled_earlier(
-    session: AsyncSession, event: AnyEvent, facts: Facts, specs: Sequence[AnySpec]
-) -> dict[str, tuple[Any, str]]:
-    """Letters a cancelling event that occurred at/after this trigger already cancelled."""
+def _subjects(event: AnyEvent, facts: Facts) -> list[str]:
     subjects = [f"client:{event.client_id}"]
     contract_id = contract_id_of(event) or (facts.contract.id if facts.contract else None)
     if contract_id:
         subjects.append(f"contract:{contract_id}")
-    rows = await repository.latest_cancellations(session, [s.name for s in specs], subjects)
+    return subjects
+
+
+def _cancelled_earlier(
+    event: AnyEvent,
+    facts: Facts,
+    specs: Sequence[AnySpec],
+    rows: Sequence[LetterCancellation],
+) -> dict[str, tuple[Any, str]]:
+    """Letters a cancelling event that occurred at/after this trigger already cancelled."""
+    subjects = set(_subjects(event, facts))
+    names = {s.name for s in specs}
     out: dict[str, tuple[Any, str]] = {}
     for row in rows:
-        if row.occurred_at >= event.occurred_at:
+        if row.letter in names and row.subject in subjects and row.occurred_at >= event.occurred_at:
             out[row.letter] = (row.event_id, row.event_type)
     return out
 
@@ -431,3 +487,119 @@ def _row(p: PlannedLetter, *, event_id: Any, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+# ---- many events at once (the worker's group commit, docs/decisions/0040) ------------------
+
+
+async def decide_many(
+    session: AsyncSession,
+    items: Sequence[tuple[AnyEvent, Gathered]],
+    *,
+    config: PlanConfig,
+    now: datetime,
+    catalog: Catalog = LETTERS,
+) -> list[Plan]:
+    """``decide`` for events of *distinct* clients (their locks held): one read of frequency
+    states and one of remembered cancellations for all of them."""
+    stateful: set[str] = set()
+    names: set[str] = set()
+    subjects: set[str] = set()
+    clients: set[str] = set()
+    for event, gathered in items:
+        candidates = _candidates(gathered)
+        if not candidates or gathered.facts is None:
+            continue
+        clients.add(event.client_id)
+        names.update(s.name for s in candidates)
+        stateful.update(s.name for s in candidates if s.frequency is not None)
+        subjects.update(_subjects(event, gathered.facts))
+    states = await repository.states_of(session, sorted(stateful), sorted(clients))
+    rows = await repository.latest_cancellations(session, sorted(names), sorted(subjects))
+    plans = []
+    for event, gathered in items:
+        mine = {letter: s for (letter, client), s in states.items() if client == event.client_id}
+        plans.append(
+            decide_from(
+                event,
+                gathered,
+                states=mine,
+                cancellations=rows,
+                config=config,
+                now=now,
+                catalog=catalog,
+            )
+        )
+    return plans
+
+
+async def apply_many(
+    session: AsyncSession, plans: Sequence[Plan], *, now: datetime
+) -> dict[Any, Applied]:
+    """``apply`` for the plans of events of distinct clients, one statement per kind of write:
+    cancellations first, then frequency state, then the letters. Applied per event id."""
+    remembered: list[dict[str, Any]] = []
+    requests: list[dict[str, Any]] = []
+    states: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for plan in plans:
+        event = plan.event
+        for c in plan.cancellations:
+            for name in c.letters:
+                remembered.append(
+                    {
+                        "letter": name,
+                        "subject": c.subject,
+                        "occurred_at": event.occurred_at,
+                        "event_id": event.id,
+                        "event_type": event.type,
+                    }
+                )
+                requests.append(
+                    {
+                        "letter": name,
+                        "client_id": c.value if c.match == "client" else None,
+                        "contract_id": c.value if c.match == "contract" else None,
+                        "occurred_at": event.occurred_at,
+                        "event_id": event.id,
+                        "reason": f"cancelled by {event.type}",
+                    }
+                )
+        states += [
+            {
+                "letter": s.letter,
+                "client_id": s.client_id,
+                "armed": s.armed,
+                "last_fired_at": s.last_fired_at,
+                "last_event_at": s.last_event_at,
+                "last_level": s.last_level,
+            }
+            for s in plan.states
+        ]
+        for p in plan.letters:
+            row = _row(p, event_id=event.id, now=now)
+            row["context"] = json_text(p.context)
+            rows.append(row)
+    await repository.record_cancellations_many(session, remembered)
+    cancelled = await repository.cancel_pending_many(session, requests, now=now)
+    await repository.save_states_many(session, states)
+    inserted = await repository.insert_letters_many(session, rows)
+    out = {plan.event.id: Applied(created=[], due_now=[], cancelled=[]) for plan in plans}
+    for letter_id, event_id in cancelled:
+        out[event_id].cancelled.append(letter_id)
+    for letter_id, event_id, status, at in inserted:
+        out[event_id].created.append(letter_id)
+        if status == LetterStatus.scheduled and at <= now:
+            out[event_id].due_now.append(letter_id)
+    return out
+
+
+def json_text(value: Any) -> str:
+    """JSON for a jsonb column bound as text (what SQLAlchemy's JSONB type would store)."""
+    return orjson.dumps(value, default=_json_default).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

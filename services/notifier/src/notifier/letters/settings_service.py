@@ -6,7 +6,8 @@ Public for the operator API: :func:`effective`, :func:`effective_all`, :func:`up
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 from notifier_common.errors import NotFound, Unprocessable
 from notifier_common.logging import get_logger
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from notifier.enrichment.cache import SingleFlightCache
 from notifier.letters import repository
 from notifier.letters.catalog import AnySpec, Catalog, LetterParams
 from notifier.letters.definitions import LETTERS
@@ -122,3 +124,38 @@ async def update(
 
 async def audit_trail(session: AsyncSession, letter: str) -> list[LetterSettingAudit]:
     return await repository.setting_audit(session, letter)
+
+
+class SettingsCache:
+    """Effective settings of every letter, read from the database at most once per ``ttl``
+    seconds per process (single-flight), for the worker's event processing.
+
+    Staleness: an update made through the operator API (:func:`update`) is used by event
+    processing at most ``ttl`` seconds later (``NOTIFIER_LETTER_SETTINGS_CACHE_SECONDS``,
+    default 5). ``ttl=0`` reads on every call. The drain and the operator API read the database.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        ttl: float,
+        catalog: Catalog = LETTERS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.catalog = catalog
+        self._cache: SingleFlightCache[dict[str, EffectiveSettings]] = SingleFlightCache(
+            ttl=ttl, max_entries=1, clock=clock
+        )
+
+    async def get(self) -> dict[str, EffectiveSettings]:
+        return await self._cache.get("all", self._load)
+
+    def invalidate(self) -> None:
+        self._cache.invalidate("all")
+
+    async def _load(self) -> dict[str, EffectiveSettings]:
+        async with self.sessionmaker() as session:
+            settings = await effective_all(session, catalog=self.catalog)
+        return {s.letter: s for s in settings}
