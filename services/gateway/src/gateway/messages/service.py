@@ -17,6 +17,7 @@ import asyncio
 import enum
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections import Counter
@@ -291,8 +292,13 @@ class MessageService:
             await repository.store_results(
                 session, [_stored(p, r, now) for p, r in zip(pending, sent, strict=True)]
             )
+        debug = logging.getLogger("gateway").isEnabledFor(
+            logging.DEBUG
+        )  # structlog formats dropped lines
         for p, r in zip(pending, sent, strict=True):
             # one line per message; accepted ones at debug so a 500-letter batch stays cheap
+            if r.outcome is Outcome.accepted and not debug:
+                continue
             emit = log.debug if r.outcome is Outcome.accepted else log.info
             emit(
                 f"gateway.message_{r.outcome.value}",
