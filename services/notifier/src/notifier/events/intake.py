@@ -91,8 +91,8 @@ async def accept(
             out.rejected += 1
         else:
             valid.append((index, checked.event, item))
-    # rejected rows are committed by the caller's transaction; the valid ones go to the queue
-    await session.commit()
+    if out.rejected:  # stored before the valid ones are queued; nothing to commit otherwise
+        await session.commit()
     jobs = [(job_id_for(event.id), item) for _, event, item in valid]
     fresh = await enqueue_raw(redis, jobs, queue_name=queue_name)
     for (index, event, _), new in zip(valid, fresh, strict=True):
