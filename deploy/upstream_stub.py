@@ -37,6 +37,7 @@ Special ids:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from functools import lru_cache
 from typing import Any
@@ -45,7 +46,7 @@ from urllib.parse import quote
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-app = FastAPI(title="upstream stub (clients + billing)", version="1", docs_url="/docs")
+api = FastAPI(title="upstream stub (clients + billing)", version="1", docs_url="/docs")
 
 CONTRACT_PREFIX = "contract-"
 
@@ -224,21 +225,83 @@ def contract(contract_id: str) -> dict[str, Any]:
     }
 
 
-@app.get("/healthz")
+@api.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.get("/v1/clients/{client_id}")
+@api.get("/v1/clients/{client_id}")
 async def get_client(client_id: str) -> JSONResponse:
     return _unavailable_or_missing(client_id) or JSONResponse(client_profile(client_id))
 
 
-@app.get("/v1/clients/{client_id}/balance")
+@api.get("/v1/clients/{client_id}/balance")
 async def get_balance(client_id: str) -> JSONResponse:
     return _unavailable_or_missing(client_id) or JSONResponse(client_balance(client_id))
 
 
-@app.get("/v1/contracts/{contract_id}")
+@api.get("/v1/contracts/{contract_id}")
 async def get_contract(contract_id: str) -> JSONResponse:
     return _unavailable_or_missing(contract_id) or JSONResponse(contract(contract_id))
+
+
+# ---- fast path ----------------------------------------------------------------------------
+# The stub stands in for services that run elsewhere in production, but in `make run` and the
+# benchmark it shares the notifier's CPU. The endpoints above are answered straight from ASGI
+# with the same bodies, memoised per path (~10x less CPU per request than FastAPI's routing,
+# validation and response classes); everything else (/docs, /openapi.json, 404s) is FastAPI's.
+
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
+
+
+def _render(status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> Answer:
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    return status, body, headers + (extra or [])
+
+
+def _from(problem: JSONResponse | None, content: Any) -> Answer:
+    """The answer FastAPI would give: the problem response, else ``content`` as JSON."""
+    if problem is None:
+        return _render(200, json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode())
+    retry_after = problem.headers.get("retry-after")
+    extra = [(b"retry-after", retry_after.encode())] if retry_after else None
+    return _render(problem.status_code, bytes(problem.body), extra)
+
+
+@lru_cache(maxsize=65536)
+def answer(path: str) -> Answer | None:
+    """The answer to ``GET path`` for the stub's own endpoints, else None (FastAPI's)."""
+    if path == "/healthz":
+        return _from(None, {"status": "ok"})
+    parts = path.split("/")
+    if len(parts) < 4 or parts[1] != "v1" or not parts[3]:
+        return None
+    ident = parts[3]
+    if parts[2] == "clients" and len(parts) == 4:
+        problem = _unavailable_or_missing(ident)
+        return _from(problem, None if problem else client_profile(ident))
+    if parts[2] == "clients" and len(parts) == 5 and parts[4] == "balance":
+        problem = _unavailable_or_missing(ident)
+        return _from(problem, None if problem else client_balance(ident))
+    if parts[2] == "contracts" and len(parts) == 4:
+        problem = _unavailable_or_missing(ident)
+        return _from(problem, None if problem else contract(ident))
+    return None
+
+
+class _FastPaths:
+    def __init__(self, fallback: Any) -> None:
+        self.fallback = fallback
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            found = answer(scope["path"])
+            if found is not None:
+                status, body, headers = found
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.fallback(scope, receive, send)
+
+
+app = _FastPaths(api)

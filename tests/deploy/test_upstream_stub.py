@@ -110,3 +110,35 @@ class TestEnrichmentAgainstTheStub:
     async def test_unavailable_is_transient(self, enrichment: EnrichmentClient) -> None:
         with pytest.raises(UpstreamUnavailable, match="503"):
             await enrichment.balance("unavailable-42")
+
+
+class TestFastPath:
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/healthz",
+            "/v1/clients/bench-000123",
+            "/v1/clients/demo-prepaid-ru",
+            "/v1/clients/bench-000123/balance",
+            "/v1/contracts/contract-demo-prepaid-ru-paid",
+            "/v1/clients/missing-1",
+            "/v1/clients/unavailable-1/balance",
+            "/v1/contracts/contract-missing-2",
+            "/v1/clients/a%20b",
+        ],
+    )
+    async def test_answers_exactly_what_the_fastapi_routes_answer(self, path: str) -> None:
+        from deploy.upstream_stub import answer, api
+
+        assert answer(path.replace("%20", " ")) is not None  # served by the fast path
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url=BASE) as s:
+            slow = await s.get(path)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as f:
+            fast = await f.get(path)
+        assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
+        for header in ("content-type", "content-length", "retry-after"):
+            assert fast.headers.get(header) == slow.headers.get(header)
+
+    async def test_other_paths_are_fastapis(self, http: httpx.AsyncClient) -> None:
+        assert (await http.get("/docs")).status_code == 200
+        assert (await http.get("/v1/nothing/here")).status_code == 404

@@ -53,7 +53,7 @@ class NotifierSettings(ServiceSettings):
     )
     upstream_timeout: float = Field(5.0, gt=0, description="Timeout of upstream HTTP calls (s).")
     upstream_max_concurrency: int = Field(
-        16, ge=0, description="Most upstream requests in flight per worker process (0: no cap)."
+        8, ge=0, description="Most upstream requests in flight per worker process (0: no cap)."
     )
     # ---- letter engine (issue 4) ----
     gateway_timeout: float = Field(30.0, gt=0, description="Timeout of one gateway batch call (s).")
