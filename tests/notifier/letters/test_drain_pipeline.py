@@ -65,6 +65,58 @@ async def test_two_lanes_have_two_batches_at_the_gateway_at_once(
     assert (report.batches, report.claimed, report.sent) == (4, 4, 4)
 
 
+async def test_claim_and_prepare_take_turns_while_batches_overlap_at_the_gateway(
+    letter_engine: Engine, gateway: RecordingGateway, router: respx.MockRouter, upstream: Any
+) -> None:
+    await schedule_offer_reminders(letter_engine, upstream, 6)
+    configure(letter_engine.sender, batch_size=2, concurrency=3)
+    preparing, most_preparing, at_gateway, most_at_gateway = 0, 0, 0, 0
+    original_prepare, original_claim = letter_engine.sender._prepare, letter_engine.sender.claim
+    claims = 0
+    another_claimed = asyncio.Event()
+
+    async def claim(*, now: Any) -> list[Claimed]:
+        nonlocal claims
+        claims += 1
+        if claims >= 2:
+            another_claimed.set()
+        return await original_claim(now=now)
+
+    async def prepare(claimed: list[Claimed], *, now: Any) -> Any:
+        nonlocal preparing, most_preparing
+        preparing += 1
+        most_preparing = max(most_preparing, preparing)
+        # without turns a second lane claims and prepares meanwhile; with them it cannot, and
+        # this short guard runs out (it bounds the wait, it measures nothing)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(another_claimed.wait(), 0.3)
+        try:
+            return await original_prepare(claimed, now=now)
+        finally:
+            preparing -= 1
+
+    second = asyncio.Event()
+
+    async def slow_gateway(request: httpx.Request) -> httpx.Response:
+        nonlocal at_gateway, most_at_gateway
+        at_gateway += 1
+        most_at_gateway = max(most_at_gateway, at_gateway)
+        if at_gateway >= 2:
+            second.set()
+        with contextlib.suppress(TimeoutError):  # a guard against hanging, not a timing
+            await asyncio.wait_for(second.wait(), 5)
+        at_gateway -= 1
+        return gateway.handle(request)
+
+    letter_engine.sender._prepare = prepare  # type: ignore[method-assign]
+    letter_engine.sender.claim = claim  # type: ignore[method-assign]
+    router.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=slow_gateway)
+    report = await letter_engine.sender.drain(now=DUE)
+    assert (report.batches, report.sent) == (3, 6)
+    assert most_preparing == 1
+    assert most_at_gateway == 2  # the next batch was prepared while one was at the gateway
+
+
 async def test_lanes_claim_disjoint_batches_and_send_each_letter_once(
     letter_engine: Engine, gateway: RecordingGateway, router: respx.MockRouter, upstream: Any
 ) -> None:
@@ -72,14 +124,14 @@ async def test_lanes_claim_disjoint_batches_and_send_each_letter_once(
     configure(letter_engine.sender, batch_size=2, concurrency=4)
     offered: Counter[str] = Counter()
     tokens: set[str] = set()
-    original_deliver = letter_engine.sender.deliver
+    original_send = letter_engine.sender._send
 
-    async def deliver(claimed: list[Claimed], *, now: Any) -> BatchReport:
+    async def send(claimed: list[Claimed], *args: Any, now: Any) -> BatchReport:
         tokens.add(str(claimed[0].lease_token))
         await asyncio.sleep(0)  # let the other lanes claim meanwhile
-        return await original_deliver(claimed, now=now)
+        return await original_send(claimed, *args, now=now)
 
-    letter_engine.sender.deliver = deliver  # type: ignore[method-assign]
+    letter_engine.sender._send = send  # type: ignore[method-assign]
 
     def counting(request: httpx.Request) -> httpx.Response:
         for item in json.loads(request.content)["items"]:
@@ -115,7 +167,7 @@ async def test_a_failing_lane_stops_the_others_and_its_error_is_raised_as_is(
     blocked = asyncio.Event()  # never set: the other lanes wait here until cancelled
     cancelled = 0
 
-    async def deliver(claimed: list[Claimed], *, now: Any) -> BatchReport:
+    async def send(claimed: list[Claimed], *args: Any, now: Any) -> BatchReport:
         nonlocal started, cancelled
         started += 1
         if started == 3:
@@ -127,7 +179,7 @@ async def test_a_failing_lane_stops_the_others_and_its_error_is_raised_as_is(
             raise
         raise AssertionError("not reached")
 
-    letter_engine.sender.deliver = deliver  # type: ignore[method-assign]
+    letter_engine.sender._send = send  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="database went away"):
         await asyncio.wait_for(letter_engine.sender.drain(now=DUE), 10)
     assert cancelled == 2
