@@ -1,7 +1,8 @@
 """Routes of the messages API (thin: parse, call the service, map resolutions to HTTP).
 
-Bodies are parsed by pydantic-core's JSON parser (:class:`JsonRoute`) and results written by
-pydantic straight to JSON, without FastAPI's response-model pass (decision 0050)."""
+Bodies are validated straight from their JSON bytes (:class:`JsonRoute`, decision 0053) and
+results written by pydantic straight to JSON, without FastAPI's response-model pass (decision
+0050)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import pydantic_core
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.routing import APIRoute
 from notifier_common.errors import (
     Conflict,
@@ -21,6 +22,8 @@ from notifier_common.errors import (
     problem_responses,
 )
 from notifier_common.pagination import decode_keyset_cursor, encode_cursor
+from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from gateway.deps import Messages, MessagesReader, MessagesWriter, Session, Settings
 from gateway.messages import repository
@@ -40,7 +43,8 @@ from gateway.models import MessageStatus
 class JsonRequest(Request):
     """``json()`` parsed by pydantic-core (jiter). For a 2 MB batch: ~11 ms and no transient
     memory, where ``json.loads`` takes ~15 ms and ``orjson.loads`` allocates ~28 MB while
-    parsing."""
+    parsing. Used as is only for bodies that failed :func:`_validate_body` (FastAPI then
+    writes its usual 422 from the parsed document)."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
@@ -52,14 +56,65 @@ class JsonRequest(Request):
         return self._json
 
 
+#: What ``request.body()`` answers once the body was validated (FastAPI only checks that there
+#: is one before asking ``json()``, which answers the validated model).
+_VALIDATED = b"{}"
+
+
+def _is_json(request: Request) -> bool:
+    """The content types FastAPI reads as JSON (other bodies are left to FastAPI)."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+async def _validate_body(request: JsonRequest, model: type[BaseModel]) -> None:
+    """Read the body, parse it (jiter) and validate it into ``model`` before FastAPI's handler
+    runs: the handler gets the model (an instance validates as itself) and the body bytes and
+    the parsed document are freed before the request is handled (decision 0053). An invalid
+    body is handed to FastAPI unchanged: its 422 (or JSON decode error) is the same as before.
+
+    Parsing then validating measured faster than ``model_validate_json`` (which builds its own
+    document first) for a 500-message batch, with the same peak."""
+    buf = bytearray()
+    try:
+        async for chunk in request.stream():
+            buf += chunk
+    except ClientDisconnect as exc:  # what FastAPI answers when reading the body fails
+        raise HTTPException(400, "There was an error parsing the body") from exc
+    if not buf:
+        request._body = b""
+        return
+    try:
+        request._json = model.model_validate(pydantic_core.from_json(buf))
+    except ValueError:  # invalid JSON, or a ValidationError
+        request._body = bytes(buf)
+        return
+    request._body = _VALIDATED
+
+
 class JsonRoute(APIRoute):
+    """Routes whose JSON body is one pydantic model validate it straight from the bytes
+    (:func:`_validate_body`); answers are written by the endpoints (:func:`_json_response`)."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        model = self._body_model()
 
         async def handle(request: Request) -> Response:
-            return await handler(JsonRequest(request.scope, request.receive))
+            prepared = JsonRequest(request.scope, request.receive)
+            if model is not None and _is_json(prepared):
+                await _validate_body(prepared, model)
+            return await handler(prepared)
 
         return handle
+
+    def _body_model(self) -> type[BaseModel] | None:
+        field = getattr(self, "body_field", None)
+        annotation = field.field_info.annotation if field is not None else None
+        if getattr(self, "_embed_body_fields", True) or not isinstance(annotation, type):
+            return None
+        return annotation if issubclass(annotation, BaseModel) else None
 
 
 def _json_response(body: str | bytes, headers: dict[str, str] | None = None) -> Response:
