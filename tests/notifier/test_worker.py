@@ -218,3 +218,17 @@ class TestNotifierWorker:
         finally:
             running.cancel()
             await w.close()
+
+    async def test_startup_silences_httpx_request_lines_at_info(
+        self, settings: NotifierSettings
+    ) -> None:
+        import logging
+
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
+        ctx: dict[str, object] = {"settings": settings.model_copy(update={"log_level": "INFO"})}
+        await worker.startup(ctx)
+        try:
+            assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+            assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+        finally:
+            await worker.shutdown(ctx)
