@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,19 +56,21 @@ class Claimed:
 
 
 # One statement for the whole batch: the rows arrive as arrays (one bind per column, not per
-# row), ordered by key so concurrent claimers lock in one order (no deadlocks). A stored key is
+# row), ordered by key so concurrent claimers lock in one order (no deadlocks). The requests
+# travel as one value, their JSON joined by newlines (see ``join_json``). A stored key is
 # taken over only with the same request hash and a retryable state: not final (transient_error,
 # skipped: disabled) or a dead in-flight claim (in_progress past its lease).
 _CLAIM = text(
     """
 INSERT INTO gateway.messages AS m (id, idempotency_key, request_hash, request, channel, action,
     provider, recipient, status, attempts, claim_token, lease_until)
-SELECT r.id, r.idempotency_key, r.request_hash, convert_from(r.request, 'UTF8')::jsonb,
+SELECT r.id, r.idempotency_key, r.request_hash, r.request::jsonb,
     r.channel, r.action,
     r.provider, r.recipient, 'in_progress', 1, CAST(:token AS uuid),
     now() + make_interval(secs => CAST(:lease AS float8))
 FROM unnest(CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:hashes AS text[]),
-    CAST(:requests AS bytea[]), CAST(:channels AS text[]), CAST(:actions AS text[]),
+    string_to_array(convert_from(:requests, 'UTF8'), E'\\n'), CAST(:channels AS text[]),
+    CAST(:actions AS text[]),
     CAST(:providers AS text[]), CAST(:recipients AS text[]))
     AS r(id, idempotency_key, request_hash, request, channel, action, provider, recipient)
 ORDER BY r.idempotency_key
@@ -89,7 +91,7 @@ RETURNING m.id, m.idempotency_key, m.claim_token, m.provider
     bindparam("ids", type_=ARRAY(PGUUID(as_uuid=True))),
     bindparam("keys", type_=ARRAY(String())),
     bindparam("hashes", type_=ARRAY(String())),
-    bindparam("requests", type_=ARRAY(LargeBinary())),
+    bindparam("requests", type_=LargeBinary()),
     bindparam("channels", type_=ARRAY(String())),
     bindparam("actions", type_=ARRAY(String())),
     bindparam("providers", type_=ARRAY(String())),
@@ -97,6 +99,14 @@ RETURNING m.id, m.idempotency_key, m.claim_token, m.provider
     bindparam("token", type_=PGUUID(as_uuid=True)),
     bindparam("lease", type_=Float()),
 )
+
+
+def join_json(documents: Iterable[bytes]) -> bytes:
+    """Compact JSON documents as one newline-separated value, split again in SQL with
+    ``string_to_array(convert_from(:v, 'UTF8'), E'\\n')``. asyncpg encodes a ``bytea[]`` of 500
+    documents (2.5 MB) element by element, growing its buffer in small steps, then copies it;
+    one value is one copy. Compact JSON never holds a raw newline (strings escape it)."""
+    return b"\n".join(documents)
 
 
 async def claim(session: AsyncSession, rows: Sequence[NewClaim], *, lease: float) -> list[Claimed]:
@@ -111,9 +121,9 @@ async def claim(session: AsyncSession, rows: Sequence[NewClaim], *, lease: float
         "ids": [r.id for r in rows],
         "keys": [r.idempotency_key for r in rows],
         "hashes": [r.request_hash for r in rows],
-        "requests": [
+        "requests": join_json(
             r.request if isinstance(r.request, bytes) else orjson.dumps(r.request) for r in rows
-        ],
+        ),
         "channels": [r.channel for r in rows],
         "actions": [r.action for r in rows],
         "providers": [r.provider for r in rows],

@@ -23,9 +23,9 @@ from typing import Any
 from notifier_common.db import create_engine, create_sessionmaker, session_scope
 from notifier_common.logging import get_logger, mask_email
 from sqlalchemy import LargeBinary, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.messages.repository import join_json
 from gateway.providers.base import Message, Provider, SendResult
 
 log = get_logger("gateway.providers.log")
@@ -65,7 +65,7 @@ class LogProvider(Provider):
                 "pmids": ids,
                 "channels": [m.channel for m in messages],
                 "actions": [m.action for m in messages],
-                "messages": [_json(m) for m in messages],
+                "messages": join_json(_json(m) for m in messages),
             }
             async with session_scope(self._sessionmaker) as session:
                 await session.execute(_INSERT, params)
@@ -93,9 +93,8 @@ def _json(message: Message) -> bytes:
 _INSERT = text(
     """
 INSERT INTO gateway.logged_messages (provider, provider_message_id, channel, action, message)
-SELECT CAST(:provider AS text), r.pmid, r.channel, r.action,
-    convert_from(r.message, 'UTF8')::jsonb
+SELECT CAST(:provider AS text), r.pmid, r.channel, r.action, r.message::jsonb
 FROM unnest(CAST(:pmids AS text[]), CAST(:channels AS text[]), CAST(:actions AS text[]),
-    CAST(:messages AS bytea[])) AS r(pmid, channel, action, message)
+    string_to_array(convert_from(:messages, 'UTF8'), E'\\n')) AS r(pmid, channel, action, message)
 """
-).bindparams(bindparam("messages", type_=ARRAY(LargeBinary())))
+).bindparams(bindparam("messages", type_=LargeBinary()))

@@ -1,0 +1,40 @@
+"""A batch's requests travel to PostgreSQL as one newline-joined value (claim and the log
+provider's insert): documents whose strings hold newlines and other separators come back
+whole, one row each, in order."""
+
+from __future__ import annotations
+
+import httpx
+from gateway.models import LoggedMessage, MessageRecord
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.gateway.conftest import email
+
+TEXTS = ["line one\nline two\r\n", "tab\tand \u2028 \u2029 separators", "Привет,\n мир", "\\n"]
+
+
+async def test_documents_with_newlines_are_stored_whole(
+    client: httpx.AsyncClient,
+    writer: dict[str, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    items = [
+        {"idempotency_key": f"nl-{i}", "message": email(provider="log", text=text)}
+        for i, text in enumerate(TEXTS)
+    ]
+    r = await client.post("/v1/messages:batch", json={"items": items}, headers=writer)
+    assert [x["outcome"] for x in r.json()["results"]] == ["accepted"] * len(TEXTS)
+
+    async with sessionmaker() as s:
+        stored = {
+            row.idempotency_key: row.request["text"]
+            for row in (await s.execute(select(MessageRecord))).scalars()
+        }
+        logged = {
+            row.provider_message_id: row.message["text"]
+            for row in (await s.execute(select(LoggedMessage))).scalars()
+        }
+    assert stored == {f"nl-{i}": text for i, text in enumerate(TEXTS)}
+    by_pmid = {x["provider_message_id"]: i for i, x in enumerate(r.json()["results"])}
+    assert {by_pmid[pmid]: text for pmid, text in logged.items()} == dict(enumerate(TEXTS))
