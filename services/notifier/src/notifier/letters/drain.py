@@ -68,7 +68,7 @@ class DeliveryConfig:
     secret_key: str = "change-me-in-production"
     #: claim -> deliver loops one drain runs side by side (docs/decisions/0045): while one
     #: batch waits for the gateway under its row locks, the next is claimed and prepared
-    concurrency: int = 3
+    concurrency: int = 2
 
 
 @dataclass(frozen=True)
