@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import httpx
-
-if importlib.util.find_spec("sniffio") is None:  # pragma: no branch
-    # httpcore runs ``import sniffio`` on every request to learn the async library; when
-    # sniffio is not installed (httpx >= 0.28 no longer needs it) each of those failing imports
-    # searches all of sys.path again (~0.5 ms of CPU per request, a third of the worker's
-    # enrichment cost). A ``None`` entry makes that import fail at once; httpcore then assumes
-    # asyncio, exactly as it does after the slow failure.
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 
 def create_http_client(

@@ -77,8 +77,10 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uvicorn's access line and httpx's "HTTP Request: GET ..." are one JSON line and one write
+    # per request (per upstream or gateway call): the services log what matters themselves
+    for noisy in ("uvicorn.access", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

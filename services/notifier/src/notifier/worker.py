@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from datetime import timedelta
 from typing import Any
@@ -139,9 +138,6 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: NotifierSettings = ctx.get("settings") or get_settings()
     ctx["settings"] = settings
     configure_logging(level=settings.log_level, json=settings.json_logs)
-    # httpx logs every request at INFO ("HTTP Request: GET ..."): one JSON line and one write
-    # per upstream call; the enrichment client logs retries and failures itself.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     ctx["engine"] = create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import structlog
 from notifier_common.db import session_scope
 from notifier_common.events import AnyEvent, describe_errors, parse_event
+from notifier_common.logging import get_logger
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,7 +24,7 @@ from notifier.events.processing import (
 from notifier.metrics import EVENTS_HANDLED
 from notifier.models import EventStatus
 
-log = structlog.stdlib.get_logger("notifier.events")
+log = get_logger("notifier.events")
 
 REJECT_NAMESPACE = uuid.UUID("5d3c7c1e-2f55-4f4e-9d0b-6a1d2b9d7c11")
 

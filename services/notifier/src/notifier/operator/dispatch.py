@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import structlog
 from arq.connections import ArqRedis
+from notifier_common.logging import get_logger
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-log = structlog.stdlib.get_logger("notifier.operator")
+log = get_logger("notifier.operator")
 
 SEND_LETTERS = "send_letters"
 

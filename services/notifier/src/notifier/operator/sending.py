@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import structlog
 from notifier_common.errors import Conflict, NotFound, Unprocessable
+from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.letters import settings_service
@@ -26,7 +26,7 @@ from notifier.operator import context as ctx
 from notifier.operator import repository
 from notifier.operator.schemas import ConditionOut, LetterOut, SendRequest, SendResult
 
-log = structlog.stdlib.get_logger("notifier.operator")
+log = get_logger("notifier.operator")
 
 RESENDABLE = frozenset(
     {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import structlog
 from notifier_common.errors import Conflict, NotFound, Unprocessable
+from notifier_common.logging import get_logger
 from notifier_common.pagination import decode_keyset_cursor, encode_cursor
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +25,7 @@ from notifier.operator.schemas import (
     RetryResult,
 )
 
-log = structlog.stdlib.get_logger("notifier.operator")
+log = get_logger("notifier.operator")
 
 RETRYABLE = frozenset({LetterStatus.failed, LetterStatus.expired})
 MAX_IDS_SHOWN = 1000
