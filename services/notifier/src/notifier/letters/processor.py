@@ -114,15 +114,18 @@ class LetterProcessor:
 
 
 def _log(plan: Plan, applied: Applied) -> None:
-    bound = log.bind(event_id=str(plan.event.id), event_type=plan.event.type)
-    for decision in plan.decisions:
-        bound.info(
-            "letters.decision",
-            letter=decision.letter,
-            decision=decision.kind,
-            reason=decision.reason,
-        )
-    if applied.cancelled:
-        bound.info("letters.cancelled", letter_ids=applied.cancelled)
-    if applied.created:
-        bound.info("letters.created", letter_ids=applied.created, due_now=applied.due_now)
+    """One line per event with every decision (and why), what it cancelled and created: the
+    same facts as a line per decision, at a fraction of the cost on the hot path."""
+    if not (plan.decisions or applied.cancelled or applied.created):
+        return
+    log.info(
+        "letters.planned",
+        event_id=str(plan.event.id),
+        event_type=plan.event.type,
+        decisions=[
+            {"letter": d.letter, "decision": d.kind, "reason": d.reason} for d in plan.decisions
+        ],
+        cancelled=applied.cancelled,
+        created=applied.created,
+        due_now=applied.due_now,
+    )
