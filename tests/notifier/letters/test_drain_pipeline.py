@@ -16,6 +16,7 @@ import respx
 from notifier.letters.drain import BatchReport, DeliveryConfig, LetterSender
 from notifier.letters.repository import Claimed
 from notifier.models import LetterStatus
+from notifier.settings import NotifierSettings
 
 from tests.factories import event_body
 from tests.notifier.letters.conftest import GATEWAY, START, Engine, RecordingGateway
@@ -184,3 +185,14 @@ async def test_a_failing_lane_stops_the_others_and_its_error_is_raised_as_is(
         await asyncio.wait_for(letter_engine.sender.drain(now=DUE), 10)
     assert cancelled == 2
     assert gateway.calls == 0
+
+
+def test_the_lane_count_is_a_setting(settings: NotifierSettings) -> None:
+    """NOTIFIER_LETTERS_DRAIN_CONCURRENCY reaches the sender's config (default 2)."""
+    from notifier.worker import delivery_config
+
+    assert delivery_config(settings).concurrency == 2
+    assert (
+        delivery_config(settings.model_copy(update={"letters_drain_concurrency": 3})).concurrency
+        == 3
+    )

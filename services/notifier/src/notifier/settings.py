@@ -60,6 +60,12 @@ class NotifierSettings(ServiceSettings):
     gateway_batch_size: int = Field(
         500, ge=1, le=500, description="Letters per claimed batch = per gateway batch call."
     )
+    letters_drain_concurrency: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Batches one worker's drain has in flight at once (lanes, decision 0045).",
+    )
     letters_lease_seconds: int = Field(
         120, ge=5, description="A claimed letter not marked within this is claimed again."
     )

@@ -44,6 +44,7 @@ def plan_config(settings: NotifierSettings) -> PlanConfig:
 def delivery_config(settings: NotifierSettings) -> DeliveryConfig:
     return DeliveryConfig(
         batch_size=settings.gateway_batch_size,
+        concurrency=settings.letters_drain_concurrency,
         lease=timedelta(seconds=settings.letters_lease_seconds),
         max_attempts=settings.letters_max_attempts,
         backoff_base=settings.letters_backoff_base,
