@@ -1,6 +1,7 @@
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -203,6 +204,16 @@ class TestApiToWorker:
         }
 
 
+def hanging_job() -> Any:
+    """An arq function named handle_event that runs until cancelled."""
+    from arq import func as arq_func
+
+    async def hang(ctx: dict[str, object], body: object) -> None:
+        await asyncio.Event().wait()
+
+    return arq_func(hang, name="handle_event")
+
+
 class TestNotifierWorker:
     async def test_ids_of_jobs_running_here_are_skipped_without_asking_redis(
         self, settings: NotifierSettings
@@ -218,6 +229,121 @@ class TestNotifierWorker:
         finally:
             running.cancel()
             await w.close()
+
+    async def test_free_slots_are_claimed_in_one_call_with_arqs_checks(
+        self, settings: NotifierSettings, redis: ArqRedis
+    ) -> None:
+        """Queued ids are started together; an id running elsewhere, one re-enqueued for later
+        and one no longer queued are left alone, and their slots are given back."""
+        q = settings.queue_name
+        for name in ("a", "b", "c", "elsewhere", "later"):
+            await redis.enqueue_job("handle_event", {}, _job_id=name, _queue_name=q)
+        await redis.set("arq:in-progress:elsewhere", b"1")
+        await redis.zadd(q, {"later": 10**15})
+        w = create_worker(
+            settings,
+            burst=True,
+            redis_pool=redis,
+            max_jobs=10,
+            functions=[hanging_job()],
+            on_shutdown=None,
+        )
+
+        def no_pipelines(*a: object, **k: object) -> None:
+            raise AssertionError("arq's per-job WATCH/MULTI pipeline was used")
+
+        redis_pipeline = redis.pipeline
+        redis.pipeline = no_pipelines  # type: ignore[method-assign]
+        try:
+            await w.start_jobs([b"a", b"b", b"elsewhere", b"gone", b"later", b"c"])
+        finally:
+            redis.pipeline = redis_pipeline  # type: ignore[method-assign]
+        try:
+            assert sorted(w.tasks) == ["a", "b", "c"]
+            assert w.job_counter == 3
+            assert (
+                w.sem._value == 11 - 3
+            )  # arq's semaphore holds max_jobs + 1; 3 ids gave theirs back
+            for name in ("a", "b", "c"):
+                ttl = await redis.pttl(f"arq:in-progress:{name}")
+                assert 0 < ttl <= w.in_progress_timeout_s * 1000
+            assert await redis.pttl("arq:in-progress:elsewhere") == -1
+            assert not await redis.exists("arq:in-progress:later", "arq:in-progress:gone")
+        finally:
+            for t in w.tasks.values():
+                t.cancel()
+            await asyncio.gather(*w.tasks.values(), return_exceptions=True)
+            await w.close()
+
+    async def test_no_more_jobs_are_claimed_than_there_are_free_slots(
+        self, settings: NotifierSettings, redis: ArqRedis
+    ) -> None:
+        q = settings.queue_name
+        for name in ("a", "b", "c"):
+            await redis.enqueue_job("handle_event", {}, _job_id=name, _queue_name=q)
+        w = create_worker(
+            settings,
+            burst=True,
+            redis_pool=redis,
+            max_jobs=2,
+            functions=[hanging_job()],
+            on_shutdown=None,
+        )
+        try:
+            await w.start_jobs([b"a", b"b", b"c"])  # returns when full, as arq's loop does
+            assert sorted(w.tasks) == ["a", "b"]
+            assert w.job_counter == 2
+            assert not await redis.exists("arq:in-progress:c")
+            assert await redis.zscore(q, "c")
+        finally:
+            for t in w.tasks.values():
+                t.cancel()
+            await asyncio.gather(*w.tasks.values(), return_exceptions=True)
+            await w.close()
+
+    async def test_a_burst_worker_runs_every_job_once_with_retries_counted(
+        self,
+        settings: NotifierSettings,
+        redis: ArqRedis,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Jobs claimed together still go through arq's run_job: job_try, Retry, results."""
+        tries: dict[str, list[int]] = {}
+
+        async def flaky(ctx: dict[str, object], body: object) -> str:
+            job_id = str(ctx["job_id"])
+            tries.setdefault(job_id, []).append(int(ctx["job_try"]))  # type: ignore[call-overload]
+            if job_id.endswith("0") and ctx["job_try"] == 1:
+                from arq import Retry
+
+                raise Retry(defer=0.01)
+            return "ok"
+
+        from arq import func as arq_func
+
+        q = settings.queue_name
+        for i in range(30):
+            await redis.enqueue_job("handle_event", {}, _job_id=f"j{i}", _queue_name=q)
+        w = create_worker(
+            settings,
+            burst=True,
+            poll_delay=0.01,
+            redis_pool=redis,
+            functions=[arq_func(flaky, name="handle_event")],
+            cron_jobs=[],
+        )
+        try:
+            await w.main()
+        finally:
+            await w.close()
+        assert sorted(tries) == sorted(f"j{i}" for i in range(30))
+        for job_id, seen in tries.items():
+            assert seen == ([1, 2] if job_id.endswith("0") else [1])
+        assert w.jobs_complete == 30
+        assert w.jobs_retried == 3
+        assert w.jobs_failed == 0
+        assert await redis.zcard(q) == 0
+        assert await redis.exists("arq:result:j0")
 
     async def test_startup_silences_httpx_request_lines_at_info(
         self, settings: NotifierSettings
