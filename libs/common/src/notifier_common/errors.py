@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
+
+if TYPE_CHECKING:  # the web stack is imported where it is used: workers raise these errors too
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -95,6 +95,8 @@ class PayloadTooLarge(AppError):
 def problem(
     status: int, title: str, detail: str | None, errors: list[dict[str, Any]] | None = None
 ) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+
     body = Problem(status=status, title=title, detail=detail, errors=errors)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(
@@ -106,6 +108,10 @@ def problem(
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
     async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
         return problem(exc.status_code, exc.title, exc.detail, exc.errors)

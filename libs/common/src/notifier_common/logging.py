@@ -8,17 +8,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
-# structlog.dev imports rich when it is installed (typer depends on it) for a traceback
-# formatter this setup never uses (format_exc_info renders exceptions before the renderer):
-# ~4 MB of modules in every process. Hidden only while structlog is first imported.
-_hide_rich = "rich" not in sys.modules
-if _hide_rich:
-    sys.modules["rich"] = None  # type: ignore[assignment]  # "import rich" raises ImportError
-try:
-    import structlog
-finally:
-    if _hide_rich:
-        del sys.modules["rich"]
+import structlog  # imported by the package __init__ first, without rich (decision 0054)
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from notifier_common.auth import TokenModel, TokenRepository
 from notifier_common.db import create_engine, create_sessionmaker, session_scope
+from notifier_common.tokens import TokenModel, TokenRepository
 
 
 class TokenAdmin:

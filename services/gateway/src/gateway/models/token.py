@@ -1,4 +1,4 @@
-from notifier_common.auth import TokenMixin
+from notifier_common.tokens import TokenMixin
 
 from gateway.models.base import Base
 

@@ -1,4 +1,4 @@
-from notifier_common.auth import TokenMixin
+from notifier_common.tokens import TokenMixin
 
 from notifier.models.base import Base
 
