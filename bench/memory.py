@@ -16,9 +16,13 @@ ROLES = ("api", "worker", "gateway")
 
 
 def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
-    peaks = {role: round(mb, 1) for role, mb in env.sup.sampler.peaks.items() if role in ROLES}
-    if not peaks:
+    sampler = env.sup.sampler
+    sampled = {role: round(mb, 1) for role, mb in sampler.peaks.items() if role in ROLES}
+    if not sampled:
         return stats.skipped("no api/worker/gateway process ran before it (select more workloads)")
+    # the true peak: the larger of the sampled RSS (process + children) and the kernel's VmHWM
+    # of the process itself (a spike between two samples)
+    peaks = {role: round(max(mb, sampler.hwm.get(role, 0.0)), 1) for role, mb in sampled.items()}
     largest = max(peaks.values())
     out = {
         "value": largest,
@@ -27,7 +31,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         "ratio": None,
         "runs": [{"role": role, "peak_mb": mb} for role, mb in sorted(peaks.items())],
         "params": {
-            "sampled": "RSS of each started process + its children, every 0.2 s",
+            "sampled": "RSS of each started process + its children every 0.2 s, and VmHWM",
             "roles": sorted(peaks),
             "all_roles_peak_mb": {k: round(v, 1) for k, v in env.sup.sampler.peaks.items()},
             "target": "< 120 MB each, flat",
@@ -35,6 +39,8 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             " the repetitions",
         },
         "peaks_mb": peaks,
+        "sampled_peaks_mb": sampled,
+        "vmhwm_mb": {k: round(v, 1) for k, v in sampler.hwm.items() if k in ROLES},
         "marks_mb": {k: round(v, 1) for k, v in MARKS.items()},
     }
     before, after = MARKS.get("gateway_before_drain"), MARKS.get("gateway_after_drain")

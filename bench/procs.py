@@ -162,6 +162,7 @@ class RssSampler:
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
         self.peaks: dict[str, float] = {}
+        self.hwm: dict[str, float] = {}  # the kernel's peak RSS (VmHWM): spikes between samples
         self.series: dict[int, list[tuple[float, float]]] = {}
         self._roles: dict[int, str] = {}
         self._lock = threading.Lock()
@@ -198,10 +199,13 @@ class RssSampler:
         if role is None:
             return None
         mb = self.rss_mb(pid)
+        hwm = hwm_mb(pid)
         if mb is not None:
             with self._lock:
                 self.series.setdefault(pid, []).append((time.monotonic(), mb))
                 self.peaks[role] = max(self.peaks.get(role, 0.0), mb)
+                if hwm is not None:
+                    self.hwm[role] = max(self.hwm.get(role, 0.0), hwm)
         return mb
 
     def _loop(self) -> None:
@@ -215,6 +219,18 @@ class RssSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2)
+
+
+def hwm_mb(pid: int) -> float | None:
+    """VmHWM of a process (its own peak resident set, as the kernel counts it), in MB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def cpu_seconds(pid: int) -> float:

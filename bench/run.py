@@ -122,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         f"({m['postgres_source']}), redis {m['redis']} ({m['redis_source']})\n"
     )
     print(table(out["results"]))
+    mem = out["results"].get("memory", {})
+    if mem.get("peaks_mb"):
+        peaks = ", ".join(f"{role} {mb:.1f}" for role, mb in sorted(mem["peaks_mb"].items()))
+        flat = mem.get("gateway_after_over_before_drain")
+        tail = f"; gateway after/before drain {flat}" if flat else ""
+        print(f"\npeak RSS (MB): {peaks}{tail}")
     print(f"\nwrote {args.out} in {out['wall_seconds']} s")
     return 0
 
