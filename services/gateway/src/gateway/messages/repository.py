@@ -39,7 +39,7 @@ class NewClaim:
     id: uuid.UUID
     idempotency_key: str
     request_hash: str
-    request: dict[str, Any] | bytes  # the message, or its UTF-8 JSON (stored as jsonb)
+    request: dict[str, Any] | bytes  # the message, or its UTF-8 JSON (stored as text)
     channel: str
     action: str
     provider: str | None
@@ -57,14 +57,15 @@ class Claimed:
 
 # One statement for the whole batch: the rows arrive as arrays (one bind per column, not per
 # row), ordered by key so concurrent claimers lock in one order (no deadlocks). The requests
-# travel as one value, their JSON joined by newlines (see ``join_json``). A stored key is
+# travel as one value, their JSON joined by newlines (see ``join_json``), and are stored as
+# text, byte for byte the document that was hashed (decision 0055). A stored key is
 # taken over only with the same request hash and a retryable state: not final (transient_error,
 # skipped: disabled) or a dead in-flight claim (in_progress past its lease).
 _CLAIM = text(
     """
 INSERT INTO gateway.messages AS m (id, idempotency_key, request_hash, request, channel, action,
     provider, recipient, status, attempts, claim_token, lease_until)
-SELECT r.id, r.idempotency_key, r.request_hash, r.request::jsonb,
+SELECT r.id, r.idempotency_key, r.request_hash, r.request,
     r.channel, r.action,
     r.provider, r.recipient, 'in_progress', 1, CAST(:token AS uuid),
     now() + make_interval(secs => CAST(:lease AS float8))

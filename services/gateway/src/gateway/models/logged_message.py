@@ -4,10 +4,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Identity, String, func
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.models.base import Base
+from gateway.models.base import Base, JsonText
 
 
 class LoggedMessage(Base):
@@ -20,5 +19,5 @@ class LoggedMessage(Base):
     provider_message_id: Mapped[str] = mapped_column(String(255), unique=True)
     channel: Mapped[str] = mapped_column(String(50))
     action: Mapped[str] = mapped_column(String(30))
-    message: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    message: Mapped[dict[str, Any]] = mapped_column(JsonText)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Enum, Float, Index, Integer, String, Text, func, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.models.base import Base
+from gateway.models.base import Base, JsonText
 
 
 class MessageStatus(enum.StrEnum):
@@ -31,7 +31,9 @@ class MessageRecord(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     request_hash: Mapped[str] = mapped_column(String(64), doc="sha256 of the canonical body")
-    request: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    request: Mapped[dict[str, Any]] = mapped_column(
+        JsonText, doc="the compact JSON that was hashed, as text (decision 0055)"
+    )
     channel: Mapped[str] = mapped_column(String(50))
     action: Mapped[str] = mapped_column(String(30))
     provider: Mapped[str | None] = mapped_column(String(100))

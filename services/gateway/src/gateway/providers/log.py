@@ -93,7 +93,7 @@ def _json(message: Message) -> bytes:
 _INSERT = text(
     """
 INSERT INTO gateway.logged_messages (provider, provider_message_id, channel, action, message)
-SELECT CAST(:provider AS text), r.pmid, r.channel, r.action, r.message::jsonb
+SELECT CAST(:provider AS text), r.pmid, r.channel, r.action, r.message
 FROM unnest(CAST(:pmids AS text[]), CAST(:channels AS text[]), CAST(:actions AS text[]),
     string_to_array(convert_from(:messages, 'UTF8'), E'\\n')) AS r(pmid, channel, action, message)
 """
