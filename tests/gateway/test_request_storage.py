@@ -4,10 +4,14 @@ whole, one row each, in order."""
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import orjson
+from fastapi import FastAPI
 from gateway.messages.service import request_hash
 from gateway.models import LoggedMessage, MessageRecord
+from gateway.providers.base import Message
 from sqlalchemy import select
 from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -72,3 +76,41 @@ async def test_request_is_stored_as_the_hashed_document(
     assert raw_logged == raw_request
     assert record.request == logged.message == orjson.loads(raw_request)
     assert record.request["text"] == "Привет"
+
+
+async def test_log_provider_copies_the_claimed_request(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    writer: dict[str, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Decision 0056: a message whose JSON the claim stored (``stored_as``) is recorded from
+    that row in the database, not sent again; one without it is recorded as its own JSON."""
+    items = [{"idempotency_key": "copy-1", "message": email(provider="log", text="stored")}]
+    r = await client.post("/v1/messages:batch", json={"items": items}, headers=writer)
+    assert r.json()["results"][0]["outcome"] == "accepted"
+    row_id = uuid.UUID(r.json()["results"][0]["message_id"])
+
+    provider = app.state.registry.get("log").provider
+    copied = Message.model_validate(email(text="in hand"))
+    copied.remember_json(b'{"marker":"in hand"}', stored_as=row_id)
+    own = Message.model_validate(email(text="own"))
+    own.remember_json(b'{"marker":"own"}')
+    assert own.stored_as is None
+    results = await provider.send_many([copied, own])
+
+    async with sessionmaker() as s:
+        logged = {
+            row.provider_message_id: row.message
+            for row in (await s.execute(select(LoggedMessage))).scalars()
+        }
+    assert logged[results[0].provider_message_id]["text"] == "stored"
+    assert logged[results[1].provider_message_id] == {"marker": "own"}
+
+
+async def test_a_changed_message_forgets_its_stored_row() -> None:
+    message = Message.model_validate(email())
+    message.remember_json(b"{}", stored_as=uuid.uuid4())
+    message.remember_json(None)
+    assert message.stored_as is None
+    assert message.model_copy().stored_as is None

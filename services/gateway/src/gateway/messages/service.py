@@ -217,6 +217,9 @@ class MessageService:
                 again = {c.idempotency_key for c in retaken}
                 others = [row for row in others if row.idempotency_key not in again]
             disabled, suppressed = await self._screening_state(session, pending)
+        # committed: each claimed row's request is its message's JSON, a provider may copy it
+        for p in pending:
+            p.message.remember_json(p.message.received_json, stored_as=p.message_id)
         results: dict[str, ItemResult] = {}
         waiting: list[MessageRecord] = []
         for row in others:

@@ -8,6 +8,7 @@ gateway turns those into ``transient_error`` with code ``internal`` rather than 
 from __future__ import annotations
 
 import enum
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ class Message(BaseModel):
     # The received JSON lives in a slot, not a PrivateAttr: any private attribute makes pydantic
     # call a Python post-init hook for every message it validates (more than half the
     # validation time of a 500-message batch). Copies do not carry it (decision 0053).
-    __slots__ = ("_received",)
+    __slots__ = ("_received", "_stored_as")
 
     channel: str = Field(min_length=1, max_length=50, examples=["email"])
     provider: str | None = Field(None, description="Provider instance; default: the channel's.")
@@ -64,17 +65,26 @@ class Message(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Opaque, echoed back.")
 
-    def remember_json(self, body: bytes | None) -> None:
+    def remember_json(self, body: bytes | None, stored_as: uuid.UUID | None = None) -> None:
         """Keep the JSON this message was received and stored as (set by the messages service;
         cleared when the gateway changes the message, e.g. drops suppressed recipients; a
-        copy starts without it)."""
+        copy starts without it), and the ``gateway.messages`` row whose ``request`` holds that
+        JSON once the claim committed it (decision 0056)."""
         object.__setattr__(self, "_received", body)
+        object.__setattr__(self, "_stored_as", stored_as if body is not None else None)
 
     @property
     def received_json(self) -> bytes | None:
         """UTF-8 JSON equal to this message when known, so a provider that records messages
         need not serialise them again; None for a message built or changed in code."""
         return getattr(self, "_received", None)
+
+    @property
+    def stored_as(self) -> uuid.UUID | None:
+        """The id of the committed ``gateway.messages`` row whose ``request`` is this message's
+        JSON (a provider recording messages in the gateway's database can copy it there
+        instead of sending it again); None when unknown or changed since."""
+        return getattr(self, "_stored_as", None)
 
 
 class Outcome(enum.StrEnum):

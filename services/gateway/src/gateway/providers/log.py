@@ -2,12 +2,14 @@
 
 The default in development, and the "write to a log instead of the real CRM" mode of seed 001.
 Config: ``record`` (default true) writes the table row; ``database_url`` is filled in by the
-registry from the gateway's settings.
+registry from the gateway's settings (with ``gateway_database_url``: only in the gateway's own
+database are stored requests copied).
 
 One INSERT per batch (``chunk_size`` 1000: the dispatcher hands over whole batches), storing
-each message as the JSON the gateway already wrote for its request (``Message.received_json``:
-the message with its defaults, the document in ``gateway.messages.request``), serialised only
-for a message changed on the way (recipients dropped as suppressed). With ``record`` on, the
+each message as the JSON the gateway already wrote for its request: copied in the database from
+the claimed row's ``gateway.messages.request`` (``Message.stored_as``, decision 0056), else sent
+as ``Message.received_json``, serialised only for a message changed on the way (recipients
+dropped as suppressed). With ``record`` on, the
 table is the record of each message, so the per-message log lines are at debug and each batch
 logs one info line; with ``record`` off the log is the only record and every message is logged
 at info.
@@ -22,7 +24,9 @@ from typing import Any
 
 from notifier_common.db import create_engine, create_sessionmaker, session_scope
 from notifier_common.logging import get_logger, mask_email
-from sqlalchemy import LargeBinary, bindparam, text
+from sqlalchemy import LargeBinary, String, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PGUUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.messages.repository import join_json
@@ -42,6 +46,8 @@ class LogProvider(Provider):
         self.record = bool(config.get("record", True))
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        url = config.get("database_url")
+        self._copies = url is not None and url == config.get("gateway_database_url")
 
     async def start(self) -> None:
         url = self.config.get("database_url")
@@ -60,15 +66,28 @@ class LogProvider(Provider):
     async def send_many(self, messages: Sequence[Message]) -> list[SendResult]:
         ids = [f"log-{uuid.uuid4().hex}" for _ in messages]
         if self._sessionmaker is not None:
-            params = {
-                "provider": self.name,
-                "pmids": ids,
-                "channels": [m.channel for m in messages],
-                "actions": [m.action for m in messages],
-                "messages": join_json(_json(m) for m in messages),
-            }
+            copies = self._copies
+            stored = [i for i, m in enumerate(messages) if copies and m.stored_as is not None]
+            sent = [i for i, m in enumerate(messages) if not copies or m.stored_as is None]
             async with session_scope(self._sessionmaker) as session:
-                await session.execute(_INSERT, params)
+                if stored:  # copied from the claim's row: not sent and parsed again
+                    copy = {
+                        "provider": self.name,
+                        "pmids": [ids[i] for i in stored],
+                        "sources": [messages[i].stored_as for i in stored],
+                    }
+                    copied = set((await session.execute(_COPY, copy)).scalars())
+                    # a row gone meanwhile (never expected): its message is sent as JSON
+                    sent += [i for i in stored if ids[i] not in copied]
+                if sent:
+                    params = {
+                        "provider": self.name,
+                        "pmids": [ids[i] for i in sent],
+                        "channels": [messages[i].channel for i in sent],
+                        "actions": [messages[i].action for i in sent],
+                        "messages": join_json(_json(messages[i]) for i in sent),
+                    }
+                    await session.execute(_INSERT, params)
             log.info("gateway.log_provider_recorded", provider=self.name, count=len(messages))
         recorded = self._sessionmaker is not None
         if not recorded or log.isEnabledFor(logging.DEBUG):
@@ -98,3 +117,20 @@ FROM unnest(CAST(:pmids AS text[]), CAST(:channels AS text[]), CAST(:actions AS 
     string_to_array(convert_from(:messages, 'UTF8'), E'\\n')) AS r(pmid, channel, action, message)
 """
 ).bindparams(bindparam("messages", type_=LargeBinary()))
+
+# A message whose JSON the claim stored (``Message.stored_as``) is copied from that row in the
+# database: the 2.5 MB of a batch are not sent, split and compressed a second time (decision
+# 0056). The row's request is the message's JSON: the same document that was hashed.
+_COPY = text(
+    """
+INSERT INTO gateway.logged_messages (provider, provider_message_id, channel, action, message)
+SELECT CAST(:provider AS text), r.pmid, m.channel, m.action, m.request
+FROM unnest(CAST(:pmids AS text[]), CAST(:sources AS uuid[])) WITH ORDINALITY AS r(pmid, source, n)
+JOIN gateway.messages AS m ON m.id = r.source
+ORDER BY r.n
+RETURNING provider_message_id
+"""
+).bindparams(
+    bindparam("pmids", type_=ARRAY(String())),
+    bindparam("sources", type_=ARRAY(PGUUID(as_uuid=True))),
+)

@@ -67,6 +67,7 @@ class ProviderRegistry:
             config = conf.adapter_config()
             if getattr(provider_cls, "uses_gateway_database", False):
                 config.setdefault("database_url", settings.database_url)
+                config["gateway_database_url"] = settings.database_url
             entries[name] = ProviderEntry(name, conf, provider_cls(name, config))
         return cls(entries)
 
