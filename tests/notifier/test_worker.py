@@ -345,6 +345,39 @@ class TestNotifierWorker:
         assert await redis.zcard(q) == 0
         assert await redis.exists("arq:result:j0")
 
+    async def test_startup_drops_arqs_start_and_finish_lines_of_event_jobs_only(
+        self, settings: NotifierSettings
+    ) -> None:
+        import logging
+
+        class Keep(logging.Handler):
+            def __init__(self) -> None:
+                super().__init__(logging.INFO)
+                self.records: list[logging.LogRecord] = []
+
+            def emit(self, record: logging.LogRecord) -> None:
+                self.records.append(record)
+
+        ctx: dict[str, object] = {"settings": settings.model_copy(update={"log_level": "INFO"})}
+        await worker.startup(ctx)
+        arq_log = logging.getLogger("arq.worker")
+        kept = Keep()
+        arq_log.addHandler(kept)
+        try:
+            arq_log.info("%6.2fs \u2192 %s(%s)%s", 0.1, "e1:handle_event", "body", "")
+            arq_log.info("%6.2fs \u2190 %s \u25cf %s", 0.1, "e1:handle_event", "processed")
+            arq_log.info("%6.2fs \u21bb %s retrying job in %0.2fs", 0.1, "e2:handle_event", 1.0)
+            arq_log.info("%6.2fs \u2190 %s \u25cf %s", 0.1, "drain_due_letters", "{}")
+            arq_log.info("%6.2fs \u2192 %s(%s)%s", 0.1, "s1:send_letters", "[1]", "")
+            logged = [r.getMessage() for r in kept.records]
+            assert not any("e1:handle_event" in m for m in logged)
+            assert any("e2:handle_event retrying" in m for m in logged)
+            assert any("drain_due_letters" in m for m in logged)
+            assert any("s1:send_letters" in m for m in logged)
+        finally:
+            arq_log.removeHandler(kept)
+            await worker.shutdown(ctx)
+
     async def test_startup_silences_httpx_request_lines_at_info(
         self, settings: NotifierSettings
     ) -> None:
