@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import httpx
 from gateway.app import BatchGate, _malloc_trim
 from starlette.types import Receive, Scope, Send
+
+from tests.gateway.conftest import SettingsFactory, running
 
 
 class _Slow:
@@ -44,3 +47,14 @@ def test_malloc_trim_is_found_on_glibc() -> None:
     trim = _malloc_trim()
     assert trim is not None
     trim()
+
+
+async def test_startup_objects_are_frozen_while_the_app_runs(
+    make_settings: SettingsFactory,
+) -> None:
+    """Decision 0057: full garbage collections during a batch do not walk the objects alive
+    after startup; shutting down hands them back to the collector."""
+    gc.unfreeze()
+    async with running(make_settings()):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
