@@ -448,22 +448,24 @@ async def apply(session: AsyncSession, plan: Plan, *, now: datetime) -> Applied:
         )
     await repository.save_states(
         session,
-        [
-            {
-                "letter": s.letter,
-                "client_id": s.client_id,
-                "armed": s.armed,
-                "last_fired_at": s.last_fired_at,
-                "last_event_at": s.last_event_at,
-                "last_level": s.last_level,
-            }
-            for s in plan.states
-        ],
+        [state_row(s) for s in plan.states],
     )
     rows = [_row(p, event_id=event.id, now=now) for p in plan.letters]
     inserted = await repository.insert_letters(session, rows)
     due = [i for i, status, at in inserted if status == LetterStatus.scheduled and at <= now]
     return Applied(created=[i for i, _, _ in inserted], due_now=due, cancelled=cancelled)
+
+
+def state_row(s: StateChange) -> dict[str, Any]:
+    """A frequency state change as the row ``repository.save_states`` writes."""
+    return {
+        "letter": s.letter,
+        "client_id": s.client_id,
+        "armed": s.armed,
+        "last_fired_at": s.last_fired_at,
+        "last_event_at": s.last_event_at,
+        "last_level": s.last_level,
+    }
 
 
 def _row(p: PlannedLetter, *, event_id: Any, now: datetime) -> dict[str, Any]:
@@ -565,17 +567,7 @@ async def apply_many(
                         "reason": f"cancelled by {event.type}",
                     }
                 )
-        states += [
-            {
-                "letter": s.letter,
-                "client_id": s.client_id,
-                "armed": s.armed,
-                "last_fired_at": s.last_fired_at,
-                "last_event_at": s.last_event_at,
-                "last_level": s.last_level,
-            }
-            for s in plan.states
-        ]
+        states += [state_row(s) for s in plan.states]
         for p in plan.letters:
             row = _row(p, event_id=event.id, now=now)
             row["context"] = json_text(p.context)
