@@ -15,6 +15,8 @@ from notifier.gateway_client import (
     GatewayMessage,
     GatewayRecipient,
     encode_batch,
+    encode_item,
+    join_items,
 )
 from pydantic import BaseModel
 
@@ -98,3 +100,34 @@ async def test_send_batch_posts_the_body_and_maps_results() -> None:
     assert results["letter-1"].outcome == "accepted"
     assert results["letter-3"].outcome == "transient_error"  # not answered
     assert results["letter-3"].code == "no_result"
+
+
+def test_items_encoded_one_by_one_join_into_the_same_body() -> None:
+    encoded = [encode_item(item) for item in items()]
+    assert join_items(encoded) == encode_batch(items())
+    assert join_items(encoded[:1]) == encode_batch(items()[:1])
+    assert join_items([]) == encode_batch([]) == b'{"items":[]}'
+
+
+async def test_send_encoded_posts_what_send_batch_posts() -> None:
+    bodies: list[bytes] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        results = [
+            {"idempotency_key": i["idempotency_key"], "outcome": "accepted"}
+            for i in json.loads(request.content)["items"]
+        ]
+        return httpx.Response(200, json={"results": results})
+
+    async with httpx.AsyncClient() as http:
+        client = GatewayClient(http, base_url=GATEWAY, token="t", batch_size=2)
+        with respx.mock() as mock:
+            mock.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=answer)
+            by_models = await client.send_batch(items())
+            encoded = [(item.idempotency_key, encode_item(item)) for item in items()]
+            by_bytes = await client.send_encoded(encoded)
+    assert bodies[:2] == bodies[2:]  # chunked the same way (2 + 1), same bytes
+    assert bodies[0] == encode_batch(items()[:2])
+    assert by_models.keys() == by_bytes.keys() == {"letter-1", "letter-2", "letter-3"}
+    assert all(r.outcome == "accepted" for r in by_bytes.values())

@@ -24,6 +24,8 @@ log = get_logger("notifier.gateway_client")
 
 MAX_BATCH = 500
 GatewayOutcome = Literal["accepted", "transient_error", "permanent_error", "skipped"]
+#: (idempotency key, the item's request JSON from :func:`encode_item`)
+EncodedItem = tuple[str, bytes]
 
 
 class GatewayRecipient(BaseModel):
@@ -87,15 +89,22 @@ class GatewayClient:
 
     async def send_batch(self, items: Sequence[GatewayItem]) -> dict[str, GatewayResult]:
         """Send ``items`` (chunked to the batch size); one result per idempotency key."""
+        return await self.send_encoded(
+            [(item.idempotency_key, encode_item(item)) for item in items]
+        )
+
+    async def send_encoded(self, items: Sequence[EncodedItem]) -> dict[str, GatewayResult]:
+        """``send_batch`` of items already encoded by :func:`encode_item` (decision 0059: the
+        drain keeps a letter's request JSON, not its rendered strings and models)."""
         results: dict[str, GatewayResult] = {}
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             results.update(await self._send_chunk(chunk))
         return results
 
-    async def _send_chunk(self, items: Sequence[GatewayItem]) -> dict[str, GatewayResult]:
-        body = encode_batch(items)
-        keys = [item.idempotency_key for item in items]
+    async def _send_chunk(self, items: Sequence[EncodedItem]) -> dict[str, GatewayResult]:
+        body = join_items([encoded for _, encoded in items])
+        keys = [key for key, _ in items]
         started = time.perf_counter()
         try:
             response = await self._http.post(self._url, content=body, headers=self._headers)
@@ -129,11 +138,26 @@ def encode_batch(items: Sequence[GatewayItem]) -> bytes:
     given, odd values the way pydantic renders them), built from the models' attributes and
     encoded by orjson (decision 0047): 500 letters took ~12 ms through pydantic's serializer of
     a ``Sequence`` field, ~2 ms this way."""
-    return orjson.dumps(
-        {"items": [_item_json(item) for item in items]},
-        default=to_jsonable_python,
-        option=_PASSTHROUGH,
-    )
+    return join_items([encode_item(item) for item in items])
+
+
+def encode_item(item: GatewayItem) -> bytes:
+    """One element of the body's ``items`` array (see :func:`encode_batch`), as compact bytes:
+    orjson's own result keeps its growth buffer (a 5.5 KB letter held ~9 KB of RSS), so an
+    item kept until the send is copied once (~0.3 us) to its exact size (decision 0059)."""
+    encoded = orjson.dumps(_item_json(item), default=to_jsonable_python, option=_PASSTHROUGH)
+    return bytes(memoryview(encoded))
+
+
+def join_items(encoded: Sequence[bytes]) -> bytes:
+    """The request body from items encoded by :func:`encode_item` (one copy of the bytes)."""
+    parts = [b'{"items":[']
+    for item in encoded:
+        parts += (item, b",")
+    if encoded:
+        parts.pop()
+    parts.append(b"]}")
+    return b"".join(parts)
 
 
 def _item_json(item: GatewayItem) -> dict[str, Any]:

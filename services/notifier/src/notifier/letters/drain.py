@@ -11,12 +11,14 @@ and the gateway answers the repeated idempotency key (``letter-<id>``) with its 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from notifier_common.db import session_scope
 from notifier_common.logging import get_logger
@@ -30,6 +32,7 @@ from notifier.gateway_client import (
     GatewayMessage,
     GatewayRecipient,
     GatewayResult,
+    encode_item,
 )
 from notifier.letters import repository
 from notifier.letters.catalog import Catalog, SendFacts
@@ -199,12 +202,18 @@ class LetterSender:
                     if not claimed:
                         budget = 0  # nothing due: the lanes waiting for their turn stop too
                         return
-                    prepared = await self._prepare(claimed, now=at)
-                batch = await self._send(claimed, *prepared, now=at)
+                    results, items = await self._prepare(claimed, now=at)
+                    claimed = _without_contexts(claimed)
+                batch = await self._send(claimed, results, items, now=at)
+                # dropped before this lane waits for its next turn (decision 0059)
+                del claimed, results, items
                 report.batches += 1
                 report.add(batch)
 
-        await _run_lanes(lane, max(1, min(self.config.concurrency, max_batches)))
+        try:
+            await _run_lanes(lane, max(1, min(self.config.concurrency, max_batches)))
+        finally:
+            release_memory()
         if report.batches:
             log.info("letters.drained", **_counts(report), batches=report.batches)
         return report
@@ -234,13 +243,13 @@ class LetterSender:
         if not claimed:
             return BatchReport()
         results, items = await self._prepare(claimed, now=now)
-        return await self._send(claimed, results, items, now=now)
+        return await self._send(_without_contexts(claimed), results, items, now=now)
 
     async def _send(
         self,
         claimed: Sequence[Claimed],
         results: dict[int, Result],
-        items: dict[int, GatewayItem],
+        items: dict[int, bytes],
         *,
         now: datetime,
     ) -> BatchReport:
@@ -250,10 +259,11 @@ class LetterSender:
         async with session_scope(self.sessionmaker) as session:
             live = await repository.lock_claimed(session, list(by_id), claimed[0].lease_token)
             report.lost = len(claimed) - len(live)
-            to_send = [items[i] for i in sorted(live) if i in items]
-            answers = await self.gateway.send_batch(to_send) if to_send else {}
+            to_send = [(idempotency_key(i), items.pop(i)) for i in sorted(live) if i in items]
+            answers = await self.gateway.send_encoded(to_send) if to_send else {}
+            del to_send
             for letter_id in live:
-                if letter_id in items:
+                if letter_id not in results:
                     results[letter_id] = self._from_gateway(
                         by_id[letter_id], answers[idempotency_key(letter_id)], now=now
                     )
@@ -267,14 +277,16 @@ class LetterSender:
 
     async def _prepare(
         self, claimed: Sequence[Claimed], *, now: datetime
-    ) -> tuple[dict[int, Result], dict[int, GatewayItem]]:
+    ) -> tuple[dict[int, Result], dict[int, bytes]]:
+        """Decide each letter: a final ``Result`` or its gateway item, rendered and encoded
+        right away (only the request JSON is kept until the send: decision 0059)."""
         names = sorted({c.letter for c in claimed if c.letter in self.catalog})
         async with self.sessionmaker() as session:
             settings = await effective(session, names, catalog=self.catalog)
             blocked = await suppressed(session, claimed)  # one query per batch
         rechecks = await self._rechecks([c for c in claimed if not is_expired(c.expires_at, now)])
         results: dict[int, Result] = {}
-        items: dict[int, GatewayItem] = {}
+        items: dict[int, bytes] = {}
         for c in claimed:
             verdict = self._precheck(c, settings, rechecks, now=now)
             if verdict is None and c.id in blocked:
@@ -286,7 +298,7 @@ class LetterSender:
             if isinstance(item, Result):
                 results[c.id] = item
             else:
-                items[c.id] = item
+                items[c.id] = encode_item(item)
         return results, items
 
     def _precheck(
@@ -489,6 +501,52 @@ async def _run_lanes(lane: Callable[[], Awaitable[None]], lanes: int) -> None:
             error = task.exception()
             if error is not None:
                 raise error
+
+
+def _without_contexts(claimed: Sequence[Claimed]) -> list[Claimed]:
+    """The claimed rows without their contexts, once rendered: the send and the record need
+    ids, attempts, send_at and the token only (a batch's decoded contexts are several MB)."""
+    return [
+        Claimed(
+            c.id,
+            c.letter,
+            c.client_id,
+            c.contract_id,
+            c.channel,
+            c.recipient,
+            c.locale,
+            _NO_CONTEXT,
+            c.attempts,
+            c.send_at,
+            c.expires_at,
+            c.lease_token,
+        )
+        for c in claimed
+    ]
+
+
+_NO_CONTEXT: dict[str, Any] = {}
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)`` (None elsewhere), as the gateway's (decision 0054)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return cast(Callable[[], object], functools.partial(trim, 0))
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the C heap's free pages back to the OS once a drain is over (decision 0059): the
+    worker is idle until the next minute's drain, and glibc keeps a drain's freed buffers."""
+    if _TRIM is not None:
+        _TRIM()
 
 
 def _recheck_failure(exc: Exception) -> Result:

@@ -408,7 +408,9 @@ RETURNING l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.
 
 
 def _claimed(rows: Iterable[Any]) -> list[Claimed]:
-    return [Claimed(**row._mapping) for row in rows]
+    """Rows of the claim's RETURNING list, in ``Claimed``'s field order, built positionally
+    (``Claimed(**row._mapping)`` was 3-4 % of the drain's CPU, decision 0058)."""
+    return [Claimed(*row) for row in rows]
 
 
 async def claim_due(
