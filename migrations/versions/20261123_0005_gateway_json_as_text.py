@@ -1,22 +1,18 @@
 """gateway.messages.request and gateway.logged_messages.message as text (decision 0055)
 
-Revision ID: 0006
-Revises: 0005 (0004 while 0005 is not in the tree)
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-23
 """
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0006"
-# 0005 is written in parallel (issue 7); chain after it once it exists.
-down_revision: str | Sequence[str] | None = (
-    "0005" if any(Path(__file__).parent.glob("20261123_0005_*.py")) else "0004"
-)
+revision: str = "0005"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
