@@ -19,7 +19,7 @@ from bench import gateway, letters, memory, stats, upstream
 from bench.config import Config
 from bench.drain_worker import DONE, GO, READY, STOP
 from bench.env import BenchEnv, as_int
-from bench.procs import Proc
+from bench.procs import Proc, cpu_seconds
 
 _TEMPLATES: list[dict[str, Any]] = []
 #: letters still to drain, counted through the partial indexes on due and leased rows (a
@@ -68,6 +68,7 @@ class DrainPool:
         cap: float,
         progress: Callable[[], int] | None = None,
         workers: int | None = None,
+        gateway: Proc | None = None,
     ) -> dict[str, Any]:
         """One drain by ``workers`` of the processes (all by default) at once, until ``expected``
         letters are final (or ``progress()`` reaches it), every drain returned, or ``cap`` s
@@ -76,6 +77,8 @@ class DrainPool:
         pending_before = as_int(self.env.sql(COUNT_PENDING)[0][0])
         count = progress or (lambda: pending_before - as_int(self.env.sql(COUNT_PENDING)[0][0]))
         self.client.delete(STOP, DONE)
+        watched = self.procs[:n] + ([gateway] if gateway is not None else [])
+        cpu0 = [cpu_seconds(p.pid) for p in watched]
         t0 = time.monotonic()
         self.client.rpush(GO, *["1"] * n)
         while True:
@@ -95,8 +98,13 @@ class DrainPool:
                 raise TimeoutError("a drain worker did not stop")
             reports.append(json.loads(item[1]))
         self.client.delete(STOP)
+        cpu = [cpu_seconds(p.pid) - c for p, c in zip(watched, cpu0, strict=True)]
+        per_letter = 1e6 / max(done, 1)
         calls = [c for r in reports for c in r.get("calls_ms", [])]
         return {
+            # CPU per final letter: steadier than the rate on a shared box
+            "worker_cpu_us_per_letter": round(sum(cpu[:n]) * per_letter, 1),
+            "gateway_cpu_us_per_letter": round(cpu[n] * per_letter, 1) if gateway else None,
             "rate": round(done / max(elapsed, 1e-6), 1),
             "final": done,
             "of": expected,
@@ -210,7 +218,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                 letters.copy_due(env, tpls, n)
                 env.sql("VACUUM ANALYZE notifier.letters")
                 results.setdefault(workers, []).append(
-                    pool.round(expected=n, cap=cfg.drain_cap, workers=workers)
+                    pool.round(expected=n, cap=cfg.drain_cap, workers=workers, gateway=gw)
                 )
         for i in range(cfg.runs):
             base = raw_claim_rate(env, tpls, n, cap=cfg.drain_cap)
@@ -220,6 +228,8 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                     "value": w2["rate"],
                     "one_worker": w1["rate"],
                     "gateway_p99_ms": w2["gateway_p99_ms"],
+                    "worker_cpu_us_per_letter": w2["worker_cpu_us_per_letter"],
+                    "gateway_cpu_us_per_letter": w2["gateway_cpu_us_per_letter"],
                     "baseline": round(base, 1),
                     "workers_1": w1,
                     "workers_2": w2,
@@ -248,5 +258,9 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         extra={
             "one_worker": stats.spread([r["one_worker"] for r in runs]),
             "gateway_p99_ms": stats.spread(p99s) if p99s else None,
+            "worker_cpu_us_per_letter": stats.spread([r["worker_cpu_us_per_letter"] for r in runs]),
+            "gateway_cpu_us_per_letter": stats.spread(
+                [r["gateway_cpu_us_per_letter"] for r in runs]
+            ),
         },
     )

@@ -17,7 +17,7 @@ from typing import Any
 from bench import corpus, gateway, queue, stats, upstream
 from bench.config import Config
 from bench.env import QUEUE, BenchEnv, as_int
-from bench.procs import Proc, script
+from bench.procs import Proc, cpu_seconds, script
 
 NOOP_QUEUE = "bench:noop"
 
@@ -129,7 +129,9 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
 
             reset(env)
             score = queue.fill(client, bodies)
+            cpu0 = cpu_seconds(worker.pid)
             real = measure(worker, total, db_done, cap=cfg.processing_cap, poll=0.1)
+            cpu = cpu_seconds(worker.pid) - cpu0
             # what is left is not measured: drop it so the next run starts empty
             client.zremrangebyscore(QUEUE, "-inf", score)
             wait_idle(env)
@@ -153,6 +155,8 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                     if letters is None
                     else round(letters * real["rate"] / max(real["finished"], 1), 1),
                     "events": outcome,
+                    # CPU the worker spent per finished event: steadier than the rate
+                    "worker_cpu_us_per_event": round(1e6 * cpu / max(real["finished"], 1), 1),
                     "baseline": round(base["rate"], 1),
                     "baseline_seconds": round(base["seconds"], 2),
                 }
@@ -181,6 +185,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         },
         extra={
             "letters_per_s": stats.spread(letter_rates) if letter_rates else None,
+            "worker_cpu_us_per_event": stats.spread([r["worker_cpu_us_per_event"] for r in runs]),
             "letters_note": None
             if letter_rates
             else "notifier.letters does not exist yet: no letters can be created",
