@@ -108,6 +108,8 @@ class Letter(Base):
         Index("ix_letters_due", "send_at", postgresql_where=text("status = 'scheduled'")),
         Index("ix_letters_leased", "lease_until", postgresql_where=text("status = 'sending'")),
         Index("ix_letters_client_id_created_at", "client_id", "created_at"),
+        # the self-referencing FK: without it every deleted letter scanned the table for resends
+        Index("ix_letters_resend_of", "resend_of", postgresql_where=text("resend_of IS NOT NULL")),
         Index(
             "ix_letters_pending_client",
             "client_id",
