@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from notifier.settings import get_settings
-from notifier.worker import drain_due_letters, shutdown, startup
+from notifier.worker import drain_due_letters, shutdown, startup, use_uvloop
 from redis.asyncio import Redis
 
 GO, STOP, DONE, READY = "bench:go", "bench:stop", "bench:done", "bench:ready"
@@ -78,5 +78,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    use_uvloop()  # the same event loop as `notifier worker`
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(main())

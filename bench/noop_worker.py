@@ -7,7 +7,7 @@ from typing import Any
 
 from arq import Worker, func
 from notifier.settings import get_settings
-from notifier.worker import worker_settings
+from notifier.worker import use_uvloop, worker_settings
 
 
 async def handle_event(ctx: dict[str, Any], body: Any) -> str:
@@ -22,6 +22,7 @@ def main() -> None:
         on_startup=None,
         on_shutdown=None,
     )
+    use_uvloop()  # the same event loop as `notifier worker`
     Worker(**kwargs).run()
 
 

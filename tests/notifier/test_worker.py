@@ -391,3 +391,25 @@ class TestNotifierWorker:
             assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
         finally:
             await worker.shutdown(ctx)
+
+
+def test_use_uvloop_makes_the_next_worker_run_on_uvloop() -> None:
+    """``notifier worker`` calls ``use_uvloop()`` before building arq's Worker, which takes
+    ``asyncio.get_event_loop()`` at construction (decision 0075). A subprocess: the policy is
+    process-wide and would leak into the other tests."""
+    import subprocess
+    import sys
+
+    code = (
+        "import uvloop\n"
+        "from notifier.worker import create_worker, use_uvloop\n"
+        "use_uvloop()\n"
+        "w = create_worker()\n"
+        "assert isinstance(w.loop, uvloop.Loop), type(w.loop)\n"
+        "print('uvloop')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "uvloop"

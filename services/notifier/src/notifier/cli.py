@@ -36,8 +36,9 @@ def worker(
     burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
 ) -> None:
     """Run notifier-worker (arq: handle_event jobs, per-minute drain)."""
-    from notifier.worker import create_worker
+    from notifier.worker import create_worker, use_uvloop
 
+    use_uvloop()
     create_worker(burst=burst).run()
 
 
