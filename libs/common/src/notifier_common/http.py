@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import httpcore
 import httpx
+
+from notifier_common.netbackend import AsyncioBackend
+
+
+class AsyncioTransport(httpx.AsyncHTTPTransport):
+    """httpx's default transport (same pool, HTTP/1.1, TLS verification and error mapping) with
+    httpcore's connections on plain asyncio instead of anyio (decision 0075)."""
+
+    def __init__(self, *, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=AsyncioBackend(),
+        )
 
 
 def create_http_client(
@@ -12,12 +30,14 @@ def create_http_client(
     max_connections: int = 100,
     headers: dict[str, str] | None = None,
 ) -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
+        limits=limits,
+        transport=AsyncioTransport(limits=limits),
         headers=headers,
     )
 
