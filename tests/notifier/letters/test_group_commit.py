@@ -9,11 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from notifier.events import repository as events_repository
 from notifier.events.batching import EventBatcher, handle_many
 from notifier.events.processing import PermanentEventError
 from notifier.letters.processor import LetterProcessor
 from notifier.letters.settings_service import SettingsCache
 from notifier.models import Event, EventStatus, Letter
+from notifier_common.db import session_scope
 from notifier_common.events import AnyEvent, parse_event
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -120,6 +122,58 @@ class TestHandleMany:
             "duplicate"
         ]
         assert len(await letter_engine.letters()) == 1
+
+    async def test_new_events_are_stored_processed_with_their_time(
+        self, letter_engine: Engine
+    ) -> None:
+        processor = batch_processor(letter_engine)
+        event = parse_event(event_body("client.created_by_offer", occurred_at=START))
+        item = (event, await processor.prepare(event))
+        assert (await handle_many(letter_engine.sessionmaker, processor, [item]))[0] == [
+            "processed"
+        ]
+        async with letter_engine.sessionmaker() as s:
+            stored = await s.get(Event, event.id)
+        assert stored is not None
+        assert stored.status == EventStatus.processed
+        assert stored.processed_at is not None
+        assert stored.error is None
+
+    async def test_an_event_stored_earlier_as_processing_is_processed(
+        self, letter_engine: Engine
+    ) -> None:
+        processor = batch_processor(letter_engine)
+        event = parse_event(event_body("client.created_by_offer", occurred_at=START))
+        async with session_scope(letter_engine.sessionmaker) as s:  # a crashed earlier try
+            assert await events_repository.insert_received(s, event, source="queue")
+        item = (event, await processor.prepare(event))
+        assert (await handle_many(letter_engine.sessionmaker, processor, [item]))[0] == [
+            "processed"
+        ]
+        async with letter_engine.sessionmaker() as s:
+            stored = await s.get(Event, event.id)
+        assert stored is not None
+        assert stored.status == EventStatus.processed
+        assert stored.processed_at is not None
+        assert len(await letter_engine.letters()) == 1
+
+    async def test_a_failing_batch_writes_nothing(self, letter_engine: Engine) -> None:
+        single = letter_engine.processor
+        processor = BreaksOneBatch(
+            enricher=single.enricher,
+            config=single.config,
+            clock=single.clock,
+            sender=single.sender,
+            settings=SettingsCache(letter_engine.sessionmaker, ttl=0),
+        )
+        event = parse_event(event_body("client.created_by_offer", occurred_at=START))
+        processor.bad = event.id
+        with pytest.raises(RuntimeError, match="one bad event"):
+            await handle_many(
+                letter_engine.sessionmaker, processor, [(event, await processor.prepare(event))]
+            )
+        async with letter_engine.sessionmaker() as s:
+            assert await s.get(Event, event.id) is None
 
     async def test_two_events_of_one_client_are_refused(self, letter_engine: Engine) -> None:
         processor = batch_processor(letter_engine)

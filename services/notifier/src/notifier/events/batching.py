@@ -5,10 +5,11 @@ connection (``BatchProcessor.prepare``: letter settings, upstream data) on its o
 the event to the process's :class:`EventBatcher` and awaits its own outcome. Every ``window``
 seconds the batcher takes the pending events (at most one per client, oldest first; the others
 wait for the next batch, so one client's events never share a transaction) and handles them in
-one transaction: one multi-row insert of the events, one status read of the ids already stored,
-the processor's ``process_many`` (locks in a stable order, one statement per kind of read and
-write), one update marking them processed. After the commit, the after-commit actions run (the
-coalesced immediate sends) and each job gets its outcome.
+one transaction: one multi-row insert of the events (stored ``processed`` at once: the same
+transaction processes them), one status read of the ids already stored, the processor's
+``process_many`` (locks in a stable order, one statement per kind of read and write), and an
+update marking processed only the events stored earlier as ``processing``. After the commit,
+the after-commit actions run (the coalesced immediate sends) and each job gets its outcome.
 
 - If the batch transaction fails for any reason, every event of it is handled again alone by
   ``service.handle_event`` (its own transaction), so one bad event does not fail the others and
@@ -60,15 +61,19 @@ async def handle_many(
     if len({e.client_id for e in events}) != len(events):
         raise ValueError("handle_many takes at most one event per client")
     async with session_scope(sessionmaker) as session:
-        fresh = await repository.insert_received_many(session, events, source=source)
+        # stored already processed: this transaction processes them, and commits both or neither
+        fresh = await repository.insert_received_many(
+            session, events, source=source, status=EventStatus.processed
+        )
         known = await repository.statuses(session, [e.id for e in events if e.id not in fresh])
+        retried = {i for i, status in known.items() if status == EventStatus.processing}
         todo = [
             (event, prepared)
             for event, prepared in items
-            if event.id in fresh or known.get(event.id) == EventStatus.processing
+            if event.id in fresh or event.id in retried
         ]
         after_commit = await processor.process_many(session, todo)
-        await repository.mark_many(session, [e.id for e, _ in todo], EventStatus.processed)
+        await repository.mark_many(session, list(retried), EventStatus.processed)
     chosen = {event.id for event, _ in todo}
     outcomes: list[Outcome] = ["processed" if e.id in chosen else "duplicate" for e in events]
     for event, outcome in zip(events, outcomes, strict=True):

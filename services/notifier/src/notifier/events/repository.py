@@ -9,10 +9,11 @@ from typing import Any
 
 from notifier_common.events import Envelope
 from notifier_common.pagination import newest_first
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notifier.events.driver import driver
 from notifier.models import Event, EventStatus
 
 
@@ -38,14 +39,17 @@ async def insert_received(session: AsyncSession, event: Envelope, *, source: str
     return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
+# The group commit's statements (decision 0040) run on the driver connection (decision 0070):
+# fixed shapes over arrays, prepared once per connection by asyncpg.
+
 _INSERT_RECEIVED_MANY_SQL = """
 INSERT INTO notifier.events (id, type, version, client_id, producer, occurred_at, trace_id, body,
-    status, source)
+    status, source, processed_at)
 SELECT id, type, version, client_id, producer, occurred_at, trace_id, CAST(body AS jsonb),
-    'processing', :source
-FROM unnest(CAST(:id AS uuid[]), CAST(:type AS text[]), CAST(:version AS int[]),
-    CAST(:client_id AS text[]), CAST(:producer AS text[]), CAST(:occurred_at AS timestamptz[]),
-    CAST(:trace_id AS text[]), CAST(:body AS text[]))
+    CAST($9 AS text), CAST($10 AS text),
+    CASE WHEN CAST($9 AS text) = 'processing' THEN NULL ELSE now() END
+FROM unnest(CAST($1 AS uuid[]), CAST($2 AS text[]), CAST($3 AS int[]), CAST($4 AS text[]),
+    CAST($5 AS text[]), CAST($6 AS timestamptz[]), CAST($7 AS text[]), CAST($8 AS text[]))
     AS r(id, type, version, client_id, producer, occurred_at, trace_id, body)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
@@ -53,45 +57,54 @@ RETURNING id
 
 
 async def insert_received_many(
-    session: AsyncSession, events: Sequence[Envelope], *, source: str
+    session: AsyncSession,
+    events: Sequence[Envelope],
+    *,
+    source: str,
+    status: EventStatus = EventStatus.processing,
 ) -> set[uuid.UUID]:
-    """``insert_received`` for many events in one fixed-shape statement: the ids newly stored."""
+    """``insert_received`` for many events in one fixed-shape statement: the ids newly stored.
+
+    ``status=processed`` stores them already processed (``processed_at`` = the transaction's
+    time, as ``mark_many`` would set it): for a caller that processes them in this same
+    transaction, which then commits both or neither."""
     if not events:
         return set()
-    params = {
-        "id": [e.id for e in events],
-        "type": [e.type for e in events],
-        "version": [e.version for e in events],
-        "client_id": [e.client_id for e in events],
-        "producer": [e.producer for e in events],
-        "occurred_at": [e.occurred_at for e in events],
-        "trace_id": [e.trace_id for e in events],
-        "body": [e.model_dump_json() for e in events],
-        "source": source,
-    }
-    result = await session.execute(text(_INSERT_RECEIVED_MANY_SQL), params)
-    return {row[0] for row in result}
+    rows = await (await driver(session)).fetch(
+        _INSERT_RECEIVED_MANY_SQL,
+        [e.id for e in events],
+        [e.type for e in events],
+        [e.version for e in events],
+        [e.client_id for e in events],
+        [e.producer for e in events],
+        [e.occurred_at for e in events],
+        [e.trace_id for e in events],
+        [e.model_dump_json() for e in events],
+        status.value,
+        source,
+    )
+    return {row[0] for row in rows}
+
+
+_STATUSES_SQL = "SELECT id, status FROM notifier.events WHERE id = ANY(CAST($1 AS uuid[]))"
 
 
 async def statuses(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventStatus]:
     if not ids:
         return {}
-    result = await session.execute(
-        text("SELECT id, status FROM notifier.events WHERE id = ANY(CAST(:ids AS uuid[]))"),
-        {"ids": list(ids)},
-    )
-    return {row[0]: EventStatus(row[1]) for row in result}
+    rows = await (await driver(session)).fetch(_STATUSES_SQL, list(ids))
+    return {row[0]: EventStatus(row[1]) for row in rows}
+
+
+_MARK_MANY_SQL = """
+UPDATE notifier.events SET status = CAST($2 AS text), error = NULL, processed_at = now()
+WHERE id = ANY(CAST($1 AS uuid[]))
+"""
 
 
 async def mark_many(session: AsyncSession, ids: Sequence[uuid.UUID], status: EventStatus) -> None:
     if ids:
-        await session.execute(
-            text(
-                "UPDATE notifier.events SET status = :status, error = NULL, processed_at = now()"
-                " WHERE id = ANY(CAST(:ids AS uuid[]))"
-            ),
-            {"ids": list(ids), "status": status.value},
-        )
+        await (await driver(session)).execute(_MARK_MANY_SQL, list(ids), status.value)
 
 
 async def insert_rejected(

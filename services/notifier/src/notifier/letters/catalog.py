@@ -133,7 +133,8 @@ AnySpec = LetterSpec[Any]
 
 
 class Catalog:
-    """Letters by name, with lookups by triggering and cancelling event type."""
+    """Letters by name, with lookups by triggering and cancelling event type (indexed once: the
+    worker looks them up several times per event)."""
 
     def __init__(self, specs: Iterable[AnySpec]) -> None:
         self._specs: dict[str, AnySpec] = {}
@@ -141,6 +142,25 @@ class Catalog:
             if spec.name in self._specs:
                 raise ValueError(f"letter {spec.name!r} declared twice")
             self._specs[spec.name] = spec
+        self._triggers: dict[str, list[tuple[AnySpec, tuple[Trigger, ...]]]] = {}
+        self._cancelled: dict[str, tuple[AnySpec, ...]] = {}
+        self._involved: dict[str, tuple[AnySpec, ...]] = {}
+        types = {t.event_type for s in self._specs.values() for t in s.triggers}
+        types.update(k for s in self._specs.values() for k in s.cancelled_by)
+        for event_type in types:
+            for spec in self._specs.values():
+                mine = tuple(t for t in spec.triggers if t.event_type == event_type)
+                if mine:
+                    self._triggers.setdefault(event_type, []).append((spec, mine))
+            self._cancelled[event_type] = tuple(
+                s for s in self._specs.values() if event_type in s.cancelled_by
+            )
+            self._involved[event_type] = tuple(
+                s
+                for s in self._specs.values()
+                if event_type in s.cancelled_by
+                or any(t.event_type == event_type for t in s.triggers)
+            )
 
     def __iter__(self) -> Any:
         return iter(self._specs.values())
@@ -158,15 +178,16 @@ class Catalog:
         return list(self._specs)
 
     def triggered_by(self, event: AnyEvent) -> list[AnySpec]:
-        return [s for s in self._specs.values() if s.triggered_by(event)]
+        """Letters ``event`` triggers, in declaration order (``LetterSpec.triggered_by``)."""
+        return [
+            spec
+            for spec, triggers in self._triggers.get(event.type, ())
+            if any(t.when(event) for t in triggers)
+        ]
 
     def cancelled_by(self, event_type: str) -> list[AnySpec]:
-        return [s for s in self._specs.values() if event_type in s.cancelled_by]
+        return list(self._cancelled.get(event_type, ()))
 
     def involved(self, event_type: str) -> list[AnySpec]:
         """Letters an event type may trigger or cancel (before looking at the payload)."""
-        return [
-            s
-            for s in self._specs.values()
-            if event_type in s.cancelled_by or any(t.event_type == event_type for t in s.triggers)
-        ]
+        return list(self._involved.get(event_type, ()))

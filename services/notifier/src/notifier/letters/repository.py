@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from notifier_common.pagination import newest_first
@@ -14,6 +15,7 @@ from sqlalchemy import BigInteger, String, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notifier.events.driver import driver
 from notifier.models import (
     Attempt,
     Letter,
@@ -180,8 +182,9 @@ async def insert_letters(
 
 
 # ---- event processing, many events per statement (the worker's group commit) ----------------
-# Text statements of a fixed shape (one array per column): compiled and prepared once, whatever
-# the number of rows. See docs/decisions/0040-group-commit-of-events.md.
+# Statements of a fixed shape (one array per column), run on the transaction's asyncpg
+# connection: prepared once per connection, whatever the number of rows, and without the ORM's
+# per-statement work. See docs/decisions/0040-group-commit-of-events.md and 0070.
 
 
 async def lock_clients(session: AsyncSession, client_ids: Sequence[str]) -> None:
@@ -189,38 +192,98 @@ async def lock_clients(session: AsyncSession, client_ids: Sequence[str]) -> None
     so two transactions locking overlapping sets cannot deadlock on these locks."""
     if not client_ids:
         return
-    await session.execute(
-        text(_LOCK_CLIENTS_SQL).bindparams(bindparam("keys", type_=ARRAY(String()))),
-        {"keys": [f"notifier.letters:{c}" for c in sorted(set(client_ids))]},
-    )
+    keys = [f"notifier.letters:{c}" for c in sorted(set(client_ids))]
+    await (await driver(session)).fetchval(_LOCK_CLIENTS_SQL, keys)
 
 
 _LOCK_CLIENTS_SQL = """
 SELECT count(pg_advisory_xact_lock(k.h)) FROM (
-    SELECT hashtextextended(key, 0) AS h FROM unnest(CAST(:keys AS text[])) AS key
+    SELECT hashtextextended(key, 0) AS h FROM unnest(CAST($1 AS text[])) AS key
     GROUP BY 1 ORDER BY 1
 ) AS k
 """
 
 
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """A ``letter_states`` row as the decisions read it."""
+
+    letter: str
+    client_id: str
+    armed: bool
+    last_fired_at: datetime | None
+    last_event_at: datetime | None
+    last_level: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancellationRow:
+    """A ``letter_cancellations`` row as the decisions read it."""
+
+    letter: str
+    subject: str
+    occurred_at: datetime
+    event_id: uuid.UUID
+    event_type: str
+
+
+_DECISION_READS_SQL = """
+SELECT true AS is_state, letter, client_id AS key, armed, last_fired_at AS at1,
+    last_event_at AS at2, last_level, NULL::uuid AS event_id, NULL::text AS event_type
+FROM notifier.letter_states
+WHERE letter = ANY(CAST($1 AS text[])) AND client_id = ANY(CAST($2 AS text[]))
+UNION ALL
+SELECT false, letter, subject, NULL, occurred_at, NULL, NULL, event_id, event_type
+FROM notifier.letter_cancellations
+WHERE letter = ANY(CAST($3 AS text[])) AND subject = ANY(CAST($4 AS text[]))
+"""
+
+
+async def decision_reads(
+    session: AsyncSession,
+    *,
+    stateful: Sequence[str],
+    client_ids: Sequence[str],
+    letters: Sequence[str],
+    subjects: Sequence[str],
+) -> tuple[dict[tuple[str, str], StateRow], list[CancellationRow]]:
+    """In one statement: the frequency states of ``stateful`` letters for these clients, by
+    (letter, client_id), and the remembered cancellations of ``letters`` for ``subjects``."""
+    if not (stateful and client_ids) and not (letters and subjects):
+        return {}, []
+    rows = await (await driver(session)).fetch(
+        _DECISION_READS_SQL, list(stateful), list(client_ids), list(letters), list(subjects)
+    )
+    states: dict[tuple[str, str], StateRow] = {}
+    cancellations: list[CancellationRow] = []
+    for is_state, letter, key, armed, at1, at2, level, event_id, event_type in rows:
+        if is_state:
+            states[(letter, key)] = StateRow(letter, key, armed, at1, at2, level)
+        else:
+            cancellations.append(CancellationRow(letter, key, at1, event_id, event_type))
+    return states, cancellations
+
+
 async def states_of(
     session: AsyncSession, letters: Sequence[str], client_ids: Sequence[str]
-) -> dict[tuple[str, str], LetterState]:
+) -> dict[tuple[str, str], StateRow]:
     """Frequency states of these letters for these clients, by (letter, client_id)."""
     if not letters or not client_ids:
         return {}
-    stmt = select(LetterState).where(
-        LetterState.letter.in_(sorted(set(letters))),
-        LetterState.client_id.in_(sorted(set(client_ids))),
+    states, _ = await decision_reads(
+        session,
+        stateful=sorted(set(letters)),
+        client_ids=sorted(set(client_ids)),
+        letters=(),
+        subjects=(),
     )
-    return {(s.letter, s.client_id): s for s in (await session.execute(stmt)).scalars()}
+    return states
 
 
 _CANCEL_MANY_SQL = """
 WITH r AS (
-    SELECT * FROM unnest(CAST(:letter AS text[]), CAST(:client_id AS text[]),
-        CAST(:contract_id AS text[]), CAST(:occurred_at AS timestamptz[]),
-        CAST(:event_id AS uuid[]), CAST(:reason AS text[]))
+    SELECT * FROM unnest(CAST($1 AS text[]), CAST($2 AS text[]), CAST($3 AS text[]),
+        CAST($4 AS timestamptz[]), CAST($5 AS uuid[]), CAST($6 AS text[]))
         AS r(letter, client_id, contract_id, occurred_at, event_id, reason)
 ), candidates AS (
     SELECT DISTINCT ON (l.id) l.id, r.event_id, r.reason
@@ -238,7 +301,7 @@ WITH r AS (
 )
 UPDATE notifier.letters AS l
 SET status = 'cancelled', cancel_reason = c.reason, cancelled_by_event_id = c.event_id,
-    lease_until = NULL, lease_token = NULL, updated_at = :now
+    lease_until = NULL, lease_token = NULL, updated_at = $7
 FROM target JOIN candidates AS c ON c.id = target.id
 WHERE l.id = target.id
 RETURNING l.id, c.event_id
@@ -256,18 +319,18 @@ async def cancel_pending_many(
     (letter id, cancelling event id)."""
     if not requests:
         return []
-    columns = _columns(
+    columns = _arrays(
         [{**r, "reason": str(r["reason"])[:200]} for r in requests],
         ("letter", "client_id", "contract_id", "occurred_at", "event_id", "reason"),
     )
-    result = await session.execute(text(_CANCEL_MANY_SQL), {**columns, "now": now})
-    return [(row[0], row[1]) for row in result]
+    rows = await (await driver(session)).fetch(_CANCEL_MANY_SQL, *columns, now)
+    return [(row[0], row[1]) for row in rows]
 
 
 _RECORD_CANCELLATIONS_SQL = """
 INSERT INTO notifier.letter_cancellations (letter, subject, occurred_at, event_id, event_type)
-SELECT * FROM unnest(CAST(:letter AS text[]), CAST(:subject AS text[]),
-    CAST(:occurred_at AS timestamptz[]), CAST(:event_id AS uuid[]), CAST(:event_type AS text[]))
+SELECT * FROM unnest(CAST($1 AS text[]), CAST($2 AS text[]), CAST($3 AS timestamptz[]),
+    CAST($4 AS uuid[]), CAST($5 AS text[]))
 ON CONFLICT (letter, subject) DO UPDATE
 SET occurred_at = excluded.occurred_at, event_id = excluded.event_id,
     event_type = excluded.event_type, updated_at = now()
@@ -286,17 +349,16 @@ async def record_cancellations_many(
             latest[key] = row
     if latest:
         names = ("letter", "subject", "occurred_at", "event_id", "event_type")
-        await session.execute(
-            text(_RECORD_CANCELLATIONS_SQL), _columns(list(latest.values()), names)
+        await (await driver(session)).execute(
+            _RECORD_CANCELLATIONS_SQL, *_arrays(list(latest.values()), names)
         )
 
 
 _SAVE_STATES_SQL = """
 INSERT INTO notifier.letter_states (letter, client_id, armed, last_fired_at, last_event_at,
     last_level)
-SELECT * FROM unnest(CAST(:letter AS text[]), CAST(:client_id AS text[]),
-    CAST(:armed AS boolean[]), CAST(:last_fired_at AS timestamptz[]),
-    CAST(:last_event_at AS timestamptz[]), CAST(:last_level AS numeric[]))
+SELECT * FROM unnest(CAST($1 AS text[]), CAST($2 AS text[]), CAST($3 AS boolean[]),
+    CAST($4 AS timestamptz[]), CAST($5 AS timestamptz[]), CAST($6 AS numeric[]))
 ON CONFLICT (letter, client_id) DO UPDATE
 SET armed = excluded.armed, last_fired_at = excluded.last_fired_at,
     last_event_at = excluded.last_event_at, last_level = excluded.last_level,
@@ -310,7 +372,9 @@ async def save_states_many(session: AsyncSession, rows: Sequence[Mapping[str, An
     last = {(r["letter"], r["client_id"]): r for r in rows}
     if last:
         names = ("letter", "client_id", "armed", "last_fired_at", "last_event_at", "last_level")
-        await session.execute(text(_SAVE_STATES_SQL), _columns(list(last.values()), names))
+        await (await driver(session)).execute(
+            _SAVE_STATES_SQL, *_arrays(list(last.values()), names)
+        )
 
 
 _LETTER_INSERT_COLUMNS = (
@@ -341,14 +405,12 @@ INSERT INTO notifier.letters (event_id, letter, client_id, contract_id, channel,
 SELECT event_id, letter, client_id, contract_id, channel, recipient, locale,
     CAST(context AS jsonb), status, triggered_at, send_at, expires_at, dedup_key,
     cancel_reason, cancelled_by_event_id, origin, created_at, updated_at
-FROM unnest(CAST(:event_id AS uuid[]), CAST(:letter AS text[]), CAST(:client_id AS text[]),
-    CAST(:contract_id AS text[]), CAST(:channel AS text[]), CAST(:recipient AS text[]),
-    CAST(:locale AS text[]), CAST(:context AS text[]), CAST(:status AS text[]),
-    CAST(:triggered_at AS timestamptz[]), CAST(:send_at AS timestamptz[]),
-    CAST(:expires_at AS timestamptz[]), CAST(:dedup_key AS text[]),
-    CAST(:cancel_reason AS text[]), CAST(:cancelled_by_event_id AS uuid[]),
-    CAST(:origin AS text[]), CAST(:created_at AS timestamptz[]),
-    CAST(:updated_at AS timestamptz[]))
+FROM unnest(CAST($1 AS uuid[]), CAST($2 AS text[]), CAST($3 AS text[]), CAST($4 AS text[]),
+    CAST($5 AS text[]), CAST($6 AS text[]), CAST($7 AS text[]), CAST($8 AS text[]),
+    CAST($9 AS text[]), CAST($10 AS timestamptz[]), CAST($11 AS timestamptz[]),
+    CAST($12 AS timestamptz[]), CAST($13 AS text[]), CAST($14 AS text[]),
+    CAST($15 AS uuid[]), CAST($16 AS text[]), CAST($17 AS timestamptz[]),
+    CAST($18 AS timestamptz[]))
     AS r(event_id, letter, client_id, contract_id, channel, recipient, locale, context, status,
          triggered_at, send_at, expires_at, dedup_key, cancel_reason, cancelled_by_event_id,
          origin, created_at, updated_at)
@@ -365,10 +427,18 @@ async def insert_letters_many(
     ``context`` is JSON text (the caller serialises it)."""
     if not rows:
         return []
-    result = await session.execute(
-        text(_INSERT_LETTERS_SQL), _columns(rows, _LETTER_INSERT_COLUMNS)
+    result = await (await driver(session)).fetch(
+        _INSERT_LETTERS_SQL, *_arrays(rows, _LETTER_INSERT_COLUMNS)
     )
     return [(r[0], r[1], LetterStatus(r[2]), r[3]) for r in result]
+
+
+def _arrays(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[list[Any]]:
+    """Rows -> one array per column, in ``names`` order (enum members as their values)."""
+    return [
+        [v.value if isinstance(v, enum.Enum) else v for v in (row[name] for row in rows)]
+        for name in names
+    ]
 
 
 # ---- delivery -----------------------------------------------------------------------------

@@ -25,7 +25,33 @@ from notifier.letters.catalog import AnySpec, Catalog, Crossing, Facts, LetterPa
 from notifier.letters.definitions import LETTERS
 from notifier.letters.settings_service import EffectiveSettings, effective
 from notifier.letters.timing import QuietHours, expires_at, send_at
-from notifier.models import LetterCancellation, LetterOrigin, LetterState, LetterStatus
+from notifier.models import LetterOrigin, LetterStatus
+
+
+class FrequencyState(Protocol):
+    """A ``letter_states`` row (the ORM's ``LetterState`` or ``repository.StateRow``)."""
+
+    @property
+    def armed(self) -> bool: ...
+    @property
+    def last_fired_at(self) -> datetime | None: ...
+    @property
+    def last_event_at(self) -> datetime | None: ...
+
+
+class RememberedCancellation(Protocol):
+    """A ``letter_cancellations`` row (``LetterCancellation`` or ``repository.CancellationRow``)."""
+
+    @property
+    def letter(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def event_id(self) -> Any: ...
+    @property
+    def event_type(self) -> str: ...
 
 
 class Enricher(Protocol):
@@ -174,7 +200,7 @@ def decide_crossing(
     rule: Crossing[Any],
     facts: Facts,
     params: LetterParams,
-    state: LetterState | None,
+    state: FrequencyState | None,
     *,
     letter: str,
 ) -> tuple[str | None, StateChange | None]:
@@ -314,8 +340,8 @@ def decide_from(
     event: AnyEvent,
     gathered: Gathered,
     *,
-    states: Mapping[str, LetterState],
-    cancellations: Sequence[LetterCancellation],
+    states: Mapping[str, FrequencyState],
+    cancellations: Sequence[RememberedCancellation],
     config: PlanConfig,
     now: datetime,
     catalog: Catalog = LETTERS,
@@ -382,7 +408,7 @@ def _cancelled_earlier(
     event: AnyEvent,
     facts: Facts,
     specs: Sequence[AnySpec],
-    rows: Sequence[LetterCancellation],
+    rows: Sequence[RememberedCancellation],
 ) -> dict[str, tuple[Any, str]]:
     """Letters a cancelling event that occurred at/after this trigger already cancelled."""
     subjects = set(_subjects(event, facts))
@@ -516,11 +542,19 @@ async def decide_many(
         names.update(s.name for s in candidates)
         stateful.update(s.name for s in candidates if s.frequency is not None)
         subjects.update(_subjects(event, gathered.facts))
-    states = await repository.states_of(session, sorted(stateful), sorted(clients))
-    rows = await repository.latest_cancellations(session, sorted(names), sorted(subjects))
+    states, rows = await repository.decision_reads(
+        session,
+        stateful=sorted(stateful),
+        client_ids=sorted(clients),
+        letters=sorted(names),
+        subjects=sorted(subjects),
+    )
+    by_client: dict[str, dict[str, FrequencyState]] = {}
+    for (letter, client), state in states.items():
+        by_client.setdefault(client, {})[letter] = state
     plans = []
     for event, gathered in items:
-        mine = {letter: s for (letter, client), s in states.items() if client == event.client_id}
+        mine = by_client.get(event.client_id, {})
         plans.append(
             decide_from(
                 event,
