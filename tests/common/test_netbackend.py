@@ -5,15 +5,19 @@ timeouts, refused connections, large and chunked bodies, and respx still interce
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 import respx
+import uvloop
 from notifier_common.http import AsyncioTransport, create_http_client
 from notifier_common.netbackend import AsyncioBackend
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+Start = Callable[[Handler], Awaitable["Server"]]
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes | None:
@@ -51,8 +55,7 @@ class Server:
         return f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
+async def run_with_servers(scenario: Callable[[Start], Awaitable[None]]) -> None:
     started: list[Server] = []
 
     async def start(handler: Handler) -> Server:
@@ -61,10 +64,12 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        assert server.server is not None
-        server.server.close()
+    try:
+        await scenario(start)
+    finally:
+        for server in started:
+            assert server.server is not None
+            server.server.close()
 
 
 async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -82,7 +87,7 @@ def test_the_shared_client_runs_on_the_asyncio_backend() -> None:
     assert isinstance(transport._pool._network_backend, AsyncioBackend)
 
 
-async def test_requests_reuse_one_keep_alive_connection(serve) -> None:
+async def requests_reuse_one_keep_alive_connection(serve: Start) -> None:
     server = await serve(keep_alive)
     async with create_http_client(base_url=server.url) as client:
         answers = [(await client.get(f"/r{i}")).text for i in range(5)]
@@ -90,7 +95,7 @@ async def test_requests_reuse_one_keep_alive_connection(serve) -> None:
     assert server.connections == 1
 
 
-async def test_a_connection_the_peer_closed_while_idle_is_replaced(serve) -> None:
+async def a_connection_the_peer_closed_while_idle_is_replaced(serve: Start) -> None:
     async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if await read_request(reader) is not None:
             writer.write(response(b"once"))  # keep-alive promised, then closed while idle
@@ -105,7 +110,7 @@ async def test_a_connection_the_peer_closed_while_idle_is_replaced(serve) -> Non
     assert server.connections == 2
 
 
-async def test_a_slow_answer_is_a_read_timeout(serve) -> None:
+async def a_slow_answer_is_a_read_timeout(serve: Start) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         await asyncio.sleep(5)
@@ -116,7 +121,7 @@ async def test_a_slow_answer_is_a_read_timeout(serve) -> None:
             await client.get("/")
 
 
-async def test_a_refused_connection_is_a_connect_error(serve) -> None:
+async def a_refused_connection_is_a_connect_error(serve: Start) -> None:
     server = await serve(keep_alive)
     url = server.url
     assert server.server is not None
@@ -127,7 +132,7 @@ async def test_a_refused_connection_is_a_connect_error(serve) -> None:
             await client.get("/")
 
 
-async def test_a_connection_dropped_mid_body_is_a_read_error(serve) -> None:
+async def a_connection_dropped_mid_body_is_a_read_error(serve: Start) -> None:
     async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
@@ -139,7 +144,7 @@ async def test_a_connection_dropped_mid_body_is_a_read_error(serve) -> None:
             await client.get("/")
 
 
-async def test_a_large_body_arrives_whole_through_flow_control(serve) -> None:
+async def a_large_body_arrives_whole_through_flow_control(serve: Start) -> None:
     body = bytes(range(256)) * 8192  # 2 MiB: reading pauses above the high-water mark
 
     async def large(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -153,7 +158,7 @@ async def test_a_large_body_arrives_whole_through_flow_control(serve) -> None:
     assert got.content == body
 
 
-async def test_a_chunked_answer_is_read(serve) -> None:
+async def a_chunked_answer_is_read(serve: Start) -> None:
     async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -170,7 +175,7 @@ async def test_a_chunked_answer_is_read(serve) -> None:
     assert got.text == "hello chunked world"
 
 
-async def test_a_large_request_body_is_written_whole(serve) -> None:
+async def a_large_request_body_is_written_whole(serve: Start) -> None:
     sent = b"x" * (3 * 1024 * 1024)
     received: list[int] = []
 
@@ -189,9 +194,32 @@ async def test_a_large_request_body_is_written_whole(serve) -> None:
     assert received == [len(sent)]
 
 
-async def test_respx_still_intercepts_requests() -> None:
+async def respx_still_intercepts_requests(serve: Start) -> None:
     async with create_http_client() as client:
         with respx.mock(assert_all_called=True) as router:
             router.get("http://upstream.test/x").respond(json={"ok": True})
             got = await client.get("http://upstream.test/x")
     assert got.json() == {"ok": True}
+
+
+SCENARIOS = [
+    requests_reuse_one_keep_alive_connection,
+    a_connection_the_peer_closed_while_idle_is_replaced,
+    a_slow_answer_is_a_read_timeout,
+    a_refused_connection_is_a_connect_error,
+    a_connection_dropped_mid_body_is_a_read_error,
+    a_large_body_arrives_whole_through_flow_control,
+    a_chunked_answer_is_read,
+    a_large_request_body_is_written_whole,
+    respx_still_intercepts_requests,
+]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
+def test_scenario(scenario: Callable[[Start], Awaitable[None]], loop: str) -> None:
+    """Each scenario on both loops: the worker runs on uvloop, whose transports do not subclass
+    ``asyncio.Transport`` (an isinstance check once broke every connection there)."""
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(run_with_servers(scenario))

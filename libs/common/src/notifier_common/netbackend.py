@@ -19,7 +19,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 
@@ -45,8 +45,9 @@ class _Protocol(asyncio.Protocol):
         self._read_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -170,7 +171,6 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(str(exc)) from exc
         if transport is None:  # pragma: no cover - only when the transport closed meanwhile
             raise httpcore.ConnectError("connection closed during the TLS handshake")
-        assert isinstance(transport, asyncio.Transport)
         return AsyncioStream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:
