@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 import respx
 from notifier.gateway_client import (
     GatewayClient,
@@ -16,9 +17,10 @@ from notifier.gateway_client import (
     GatewayRecipient,
     encode_batch,
     encode_item,
+    encode_message,
     join_items,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 GATEWAY = "http://gateway.test"
 
@@ -131,3 +133,36 @@ async def test_send_encoded_posts_what_send_batch_posts() -> None:
     assert bodies[0] == encode_batch(items()[:2])
     assert by_models.keys() == by_bytes.keys() == {"letter-1", "letter-2", "letter-3"}
     assert all(r.outcome == "accepted" for r in by_bytes.values())
+
+
+LETTER_FIELDS: dict[str, Any] = {
+    "channel": "email",
+    "address": "boss@acme.example",
+    "subject": "Баланс ниже порога — пополните счёт",
+    "html": '<p>a &amp; b</p>\n<a href="https://x/?a=1&amp;b=2">pay</a> \u2028 "q" \\',
+    "text": "line 1\nline 2\n\t\x00\x1f",
+    "unsubscribe_url": "https://notifier.example/v1/unsubscribe/42.abc",
+    "metadata": {"letter_id": 2**40, "letter": "LowBalanceNotice", "client_id": "c-1"},
+}
+
+
+@pytest.mark.parametrize("name", [None, "ACME «Такси»", "", 'a "quoted" \\ name'])
+def test_encode_message_is_encode_item_of_the_same_models(name: str | None) -> None:
+    """Decision 0065: the drain encodes letters without the models, to the same bytes."""
+    fields = dict(LETTER_FIELDS)
+    model = GatewayItem(
+        idempotency_key="letter-42",
+        message=GatewayMessage(
+            channel=fields.pop("channel"),
+            to=[GatewayRecipient(address=fields.pop("address"), name=name)],
+            **fields,
+        ),
+    )
+    assert encode_message("letter-42", name=name, **LETTER_FIELDS) == encode_item(model)
+
+
+def test_encode_message_validates_a_name_of_another_type_as_the_models_do() -> None:
+    with pytest.raises(ValidationError):
+        encode_message("letter-42", name=12, **LETTER_FIELDS)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        encode_message("letter-42", name={"x": 1}, **LETTER_FIELDS)  # type: ignore[arg-type]

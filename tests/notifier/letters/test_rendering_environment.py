@@ -1,4 +1,4 @@
-"""The letter environment's shortcuts (docs/decisions/0046) keep jinja's sandbox semantics."""
+"""The letter environment's shortcuts (decisions 0046, 0065) keep jinja's sandbox semantics."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from collections import OrderedDict
 from typing import Any
 
 import pytest
-from jinja2 import UndefinedError
-from jinja2.sandbox import SecurityError
+from jinja2 import FileSystemLoader, StrictUndefined, UndefinedError, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from notifier.letters import rendering
-from notifier.letters.rendering import template_names
+from notifier.letters.rendering import Rendered, template_names
+
+from tests.notifier.letters.test_rendering import sample_context
 
 
 def render_string(source: str, **context: Any) -> str:
@@ -68,3 +70,69 @@ class TestDictAttributes:
 
         monkeypatch.setattr(SandboxedEnvironment, "getattr", not_expected)
         assert render_string("{{ c.client.name }}", c={"client": {"name": "Acme"}}) == "Acme"
+
+
+def _reference_render(letter: str, locale: str, context: dict[str, Any]) -> Rendered:
+    """What ``render`` gives through jinja's own sandbox and ``Template.render`` (no
+    shortcuts: decisions 0046, 0065), for comparison."""
+    env = ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(rendering.TEMPLATES_DIR),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(
+            enabled_extensions=("html",), default_for_string=False, default=False
+        ),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(money=rendering.money, date_local=rendering.date_local)
+    env.filters.update(plural=rendering.plural)
+    variables = {**context, "locale": locale}
+    subject = env.get_template(f"{letter}/{locale}/subject.txt").render(variables).strip()
+    variables["subject"] = subject
+    html = env.get_template(f"{letter}/{locale}/body.html").render(variables)
+    text = env.get_template(f"{letter}/{locale}/body.txt").render(variables).strip() + "\n"
+    return Rendered(subject=subject, html=html, text=text, locale=locale)
+
+
+class TestSameOutputAsJinja:
+    @pytest.mark.parametrize("locale", ["ru", "en"])
+    @pytest.mark.parametrize("letter", template_names())
+    @pytest.mark.parametrize("service", ["taxi", "cargo"])
+    def test_every_letter_renders_as_plain_jinja_renders_it(
+        self, letter: str, locale: str, service: str
+    ) -> None:
+        context = sample_context(letter, name='Acme & "Sons" <Travel>', service=service)
+        context["params"] = {"days_since": 5}
+        expected = _reference_render(letter, locale, context)
+        assert rendering.render(letter, locale, context) == expected
+        assert rendering.render(letter, f"{locale}-XX", context) == expected  # cached locale
+
+
+class TestMacroCalls:
+    def test_a_macro_takes_keyword_arguments_and_escapes(self) -> None:
+        out = render_string(
+            '{% from "_macros.html" import button %}{{ button(label="<Pay>", url=u) }}', u="x"
+        )
+        assert '<a href="x"' in out
+        assert ">&lt;Pay&gt;</a>" in out
+
+    def test_a_macro_called_wrongly_fails_as_through_the_sandbox(self) -> None:
+        source = '{% from "_macros.html" import button %}{{ button(u, "Pay", extra=1) }}'
+        with pytest.raises(TypeError, match="extra"):
+            render_string(source, u="x")
+
+    def test_other_callables_still_go_through_the_sandbox(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        seen: list[Any] = []
+        original = ImmutableSandboxedEnvironment.call
+
+        def spy(self: Any, context: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(obj)
+            return original(self, context, obj, *args, **kwargs)
+
+        monkeypatch.setattr(ImmutableSandboxedEnvironment, "call", spy)
+        assert render_string("{{ range(3)|list }}") == "[0, 1, 2]"
+        assert len(seen) == 1
+        with pytest.raises(SecurityError):
+            render_string("{{ c.update(x=1) }}", c={"name": "Acme"})

@@ -149,6 +149,57 @@ def encode_item(item: GatewayItem) -> bytes:
     return bytes(memoryview(encoded))
 
 
+def encode_message(
+    idempotency_key: str,
+    *,
+    channel: str,
+    address: str,
+    name: str | None,
+    subject: str,
+    html: str,
+    text: str,
+    unsubscribe_url: str,
+    metadata: dict[str, str | int],
+) -> bytes:
+    """``encode_item`` of the item these fields make, without building the pydantic models
+    (decision 0065: the drain encodes every letter this way; the models took ~20 us a letter).
+    Every field is a plain ``str`` (or ``None`` for ``name``) checked by mypy and, for the one
+    value that comes from stored JSON, here: a ``name`` of any other type goes through the
+    models, which validate it exactly as before."""
+    if name is not None and type(name) is not str:
+        return encode_item(
+            GatewayItem(
+                idempotency_key=idempotency_key,
+                message=GatewayMessage(
+                    channel=channel,
+                    to=[GatewayRecipient(address=address, name=name)],
+                    subject=subject,
+                    html=html,
+                    text=text,
+                    unsubscribe_url=unsubscribe_url,
+                    metadata=metadata,
+                ),
+            )
+        )
+    recipient = {"address": address} if name is None else {"address": address, "name": name}
+    message = {
+        "channel": channel,
+        "to": [recipient],
+        "subject": subject,
+        "html": html,
+        "text": text,
+        "unsubscribe_url": unsubscribe_url,
+        "headers": {},
+        "metadata": metadata,
+    }
+    encoded = orjson.dumps(
+        {"idempotency_key": idempotency_key, "message": message},
+        default=to_jsonable_python,
+        option=_PASSTHROUGH,
+    )
+    return bytes(memoryview(encoded))
+
+
 def join_items(encoded: Sequence[bytes]) -> bytes:
     """The request body from items encoded by :func:`encode_item` (one copy of the bytes)."""
     parts = [b'{"items":[']

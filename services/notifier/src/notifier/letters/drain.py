@@ -26,15 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifier.clock import Clock
 from notifier.enrichment import Balance, Contract, UpstreamNotFound
-from notifier.gateway_client import (
-    GatewayClient,
-    GatewayItem,
-    GatewayMessage,
-    GatewayRecipient,
-    GatewayResult,
-    encode_item,
-)
-from notifier.letters import repository
+from notifier.gateway_client import GatewayClient, GatewayResult, encode_message
+from notifier.letters import drain_sql, repository
 from notifier.letters.catalog import Catalog, SendFacts
 from notifier.letters.definitions import LETTERS
 from notifier.letters.repository import Claimed
@@ -230,7 +223,7 @@ class LetterSender:
 
     async def claim(self, *, now: datetime) -> list[Claimed]:
         async with session_scope(self.sessionmaker) as session:
-            return await repository.claim_due(
+            return await drain_sql.claim_due(  # contexts decoded exactly, by orjson (0065)
                 session,
                 now=now,
                 lease_until=now + self.config.lease,
@@ -284,7 +277,17 @@ class LetterSender:
         async with self.sessionmaker() as session:
             settings = await effective(session, names, catalog=self.catalog)
             blocked = await suppressed(session, claimed)  # one query per batch
-        rechecks = await self._rechecks([c for c in claimed if not is_expired(c.expires_at, now)])
+        # re-fetched only for letters the re-check can decide: an expired letter, one not in
+        # the catalog or one switched off gets that verdict whatever the fetch says (_precheck)
+        rechecks = await self._rechecks(
+            [
+                c
+                for c in claimed
+                if c.letter in settings
+                and settings[c.letter].enabled
+                and not is_expired(c.expires_at, now)
+            ]
+        )
         results: dict[int, Result] = {}
         items: dict[int, bytes] = {}
         for c in claimed:
@@ -295,10 +298,10 @@ class LetterSender:
                 results[c.id] = verdict
                 continue
             item = self._item(c)
-            if isinstance(item, Result):
-                results[c.id] = item
+            if type(item) is bytes:
+                items[c.id] = item
             else:
-                items[c.id] = encode_item(item)
+                results[c.id] = cast(Result, item)
         return results, items
 
     def _precheck(
@@ -370,7 +373,8 @@ class LetterSender:
     def _spec(self, c: Claimed) -> Any:
         return self.catalog.get(c.letter) if c.letter in self.catalog else None
 
-    def _item(self, c: Claimed) -> GatewayItem | Result:
+    def _item(self, c: Claimed) -> bytes | Result:
+        """The letter rendered and encoded as its gateway item (or why it cannot be)."""
         spec = self.catalog.get(c.letter)
         context = render_context(c, self.config)
         try:
@@ -384,16 +388,17 @@ class LetterSender:
                 error=f"template error: {exc}",
             )
         client = context.get("client", {})
-        message = GatewayMessage(
+        return encode_message(
+            idempotency_key(c.id),
             channel=c.channel,
-            to=[GatewayRecipient(address=c.recipient, name=client.get("name"))],
+            address=c.recipient,
+            name=client.get("name"),
             subject=rendered.subject,
             html=rendered.html,
             text=rendered.text,
             unsubscribe_url=context["links"]["unsubscribe_url"],
             metadata={"letter_id": c.id, "letter": c.letter, "client_id": c.client_id},
         )
-        return GatewayItem(idempotency_key=idempotency_key(c.id), message=message)
 
     def _from_gateway(self, c: Claimed, answer: GatewayResult, *, now: datetime) -> Result:
         common: dict[str, Any] = {

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
+    Template,
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
@@ -40,7 +41,7 @@ from jinja2 import (
     pass_context,
     select_autoescape,
 )
-from jinja2.runtime import Context
+from jinja2.runtime import Context, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from notifier.events.processing import PermanentEventError
@@ -185,8 +186,32 @@ class _LetterEnvironment(ImmutableSandboxedEnvironment):
       ``AttributeError``. Any other object, and names like ``items`` or ``get``, take the
       sandbox's own path (attribute first, safety checks)."""
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        #: ``<letter>/<locale>/<part>`` -> its compiled template (decision 0065): the loader's
+        #: own cache is keyed by a weak reference and checked for reloads on every lookup
+        self.parts: dict[str, Template] = {}
+        #: (letter, requested locale) -> the locale rendered
+        self.resolved: dict[tuple[str, str | None], str] = {}
+
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return {**self.globals, **(d or {})}
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """A template's own macro (``{{ button(...) }}``) is called directly: the sandbox's
+        ``is_safe_callable`` and jinja's ``Context.call`` look up ``unsafe_callable``,
+        ``alters_data`` and ``jinja_pass_arg`` on it, which a ``Macro`` never has, so they
+        would call it the same way (decision 0065). Anything else goes through the sandbox."""
+        if type(__obj) is Macro:
+            kwargs.pop("_block_vars", None)
+            kwargs.pop("_loop_vars", None)
+            try:
+                return __obj(*args, **kwargs)
+            except StopIteration:
+                return __self.undefined(
+                    "value was undefined because a callable raised a StopIteration exception"
+                )
+        return super().call(__context, __obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
@@ -197,7 +222,7 @@ class _LetterEnvironment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-def _environment() -> ImmutableSandboxedEnvironment:
+def _environment() -> _LetterEnvironment:
     env = _LetterEnvironment(
         loader=FileSystemLoader(TEMPLATES_DIR),
         undefined=StrictUndefined,
@@ -266,7 +291,13 @@ def resolve_locale(letter_name: str, locale: str | None) -> str:
 
 def render(letter_name: str, locale: str, context: Mapping[str, Any]) -> Rendered:
     """Subject, HTML and text of ``letter_name`` in ``locale`` (or ``en``) for ``context``."""
-    resolved = resolve_locale(letter_name, locale)
+    env = _env
+    resolved = env.resolved.get((letter_name, locale))
+    if resolved is None:
+        resolved = resolve_locale(letter_name, locale)
+        if len(env.resolved) >= 1024:  # locales come from letters: never let odd ones pile up
+            env.resolved.clear()
+        env.resolved[(letter_name, locale)] = resolved
     variables = {**context, "locale": resolved}
     subject = _render_part(letter_name, resolved, "subject.txt", variables).strip()
     if not subject or "\n" in subject or "\r" in subject:
@@ -296,10 +327,18 @@ def compile_all() -> int:
     return count
 
 
-def _render_part(letter: str, locale: str, part: str, variables: Mapping[str, Any]) -> str:
+def _render_part(letter: str, locale: str, part: str, variables: dict[str, Any]) -> str:
+    """``Template.render(variables)`` without its copy of ``variables`` (the context copies
+    them with the globals anyway), from the environment's table of compiled parts."""
     name = f"{letter}/{locale}/{part}"
     try:
-        return _env.get_template(name).render(variables)
+        template = _env.parts.get(name)
+        if template is None:
+            template = _env.parts[name] = _env.get_template(name)
+        try:
+            return "".join(template.root_render_func(template.new_context(variables)))
+        except Exception:
+            _env.handle_exception()  # jinja's traceback rewrite: template lines, as render does
     except Exception as exc:  # a template must never crash the worker
         raise _error(exc, letter=letter, locale=locale, name=name) from exc
 
