@@ -188,11 +188,11 @@ class BreaksOneBatch(LetterProcessor):
     bad: uuid.UUID
 
     async def process_many(
-        self, session: AsyncSession, items: Any
+        self, session: AsyncSession, items: Any, *, notes: Any = None
     ) -> Any:  # pragma: no cover - signature as the base
         if any(event.id == self.bad for event, _ in items):
             raise RuntimeError("one bad event")
-        return await super().process_many(session, items)
+        return await super().process_many(session, items, notes=notes)
 
     async def process(self, session: AsyncSession, event: AnyEvent) -> Any:
         if event.id == self.bad:

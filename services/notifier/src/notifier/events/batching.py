@@ -38,6 +38,7 @@ from notifier.metrics import EVENTS_HANDLED
 from notifier.models import EventStatus
 
 log = get_logger("notifier.events.batching")
+_NO_NOTES: dict[str, Any] = {}
 
 
 @dataclass
@@ -72,7 +73,8 @@ async def handle_many(
             for event, prepared in items
             if event.id in fresh or event.id in retried
         ]
-        after_commit = await processor.process_many(session, todo)
+        notes: dict[Any, dict[str, Any]] = {}
+        after_commit = await processor.process_many(session, todo, notes=notes)
         await repository.mark_many(session, list(retried), EventStatus.processed)
     chosen = {event.id for event, _ in todo}
     outcomes: list[Outcome] = ["processed" if e.id in chosen else "duplicate" for e in events]
@@ -81,7 +83,12 @@ async def handle_many(
         if outcome == "duplicate":
             log.info("events.duplicate", event_id=str(event.id), status=known[event.id].value)
         else:
-            log.info("events.processed", event_id=str(event.id), event_type=event.type)
+            log.info(
+                "events.processed",
+                event_id=str(event.id),
+                event_type=event.type,
+                **notes.get(event.id, _NO_NOTES),
+            )
     return outcomes, after_commit
 
 

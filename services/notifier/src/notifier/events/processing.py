@@ -38,8 +38,15 @@ class EventProcessor(Protocol):
 class BatchProcessor(EventProcessor, Protocol):
     async def prepare(self, event: AnyEvent) -> Any: ...
     async def process_many(
-        self, session: AsyncSession, items: Sequence[tuple[AnyEvent, Any]]
-    ) -> Sequence[AfterCommit]: ...
+        self,
+        session: AsyncSession,
+        items: Sequence[tuple[AnyEvent, Any]],
+        *,
+        notes: dict[Any, dict[str, Any]] | None = None,
+    ) -> Sequence[AfterCommit]:
+        """``notes``: when given, what the processor would log about each event goes there (by
+        event id) instead, for the caller's one line per event (decision 0071)."""
+        ...
 
 
 class NoLetters:
@@ -52,6 +59,10 @@ class NoLetters:
         return None
 
     async def process_many(
-        self, session: AsyncSession, items: Sequence[tuple[AnyEvent, Any]]
+        self,
+        session: AsyncSession,
+        items: Sequence[tuple[AnyEvent, Any]],
+        *,
+        notes: dict[Any, dict[str, Any]] | None = None,
     ) -> Sequence[AfterCommit]:
         return ()

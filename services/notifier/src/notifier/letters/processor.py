@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 from notifier_common.events import AnyEvent
 from notifier_common.logging import get_logger
@@ -80,10 +81,15 @@ class LetterProcessor:
         )
 
     async def process_many(
-        self, session: AsyncSession, items: Sequence[tuple[AnyEvent, Gathered | None]]
+        self,
+        session: AsyncSession,
+        items: Sequence[tuple[AnyEvent, Gathered | None]],
+        *,
+        notes: dict[Any, dict[str, Any]] | None = None,
     ) -> Sequence[AfterCommit]:
         """Decide and write for events of distinct clients: their locks in one stable order,
-        one statement per kind of read and write for all of them."""
+        one statement per kind of read and write for all of them. ``notes``: each event's
+        ``letters.planned`` fields go there (by event id) instead of a line of their own."""
         todo = [(event, gathered) for event, gathered in items if gathered is not None]
         if not todo:
             return ()
@@ -96,7 +102,12 @@ class LetterProcessor:
         due: list[int] = []
         for plan in plans:
             mine = applied[plan.event.id]
-            _log(plan, mine)
+            if notes is None:
+                _log(plan, mine)
+            else:
+                fields = _facts(plan, mine)
+                if fields is not None:
+                    notes[plan.event.id] = fields
             due += mine.due_now
         return self._after_commit(due)
 
@@ -116,16 +127,25 @@ class LetterProcessor:
 def _log(plan: Plan, applied: Applied) -> None:
     """One line per event with every decision (and why), what it cancelled and created: the
     same facts as a line per decision, at a fraction of the cost on the hot path."""
+    fields = _facts(plan, applied)
+    if fields is not None:
+        log.info(
+            "letters.planned",
+            event_id=str(plan.event.id),
+            event_type=plan.event.type,
+            **fields,
+        )
+
+
+def _facts(plan: Plan, applied: Applied) -> dict[str, Any] | None:
+    """The letter facts of one event (None: it decided, cancelled and created nothing)."""
     if not (plan.decisions or applied.cancelled or applied.created):
-        return
-    log.info(
-        "letters.planned",
-        event_id=str(plan.event.id),
-        event_type=plan.event.type,
-        decisions=[
+        return None
+    return {
+        "decisions": [
             {"letter": d.letter, "decision": d.kind, "reason": d.reason} for d in plan.decisions
         ],
-        cancelled=applied.cancelled,
-        created=applied.created,
-        due_now=applied.due_now,
-    )
+        "cancelled": applied.cancelled,
+        "created": applied.created,
+        "due_now": applied.due_now,
+    }

@@ -280,10 +280,36 @@ async def states_of(
     return states
 
 
-_CANCEL_MANY_SQL = """
-WITH r AS (
-    SELECT * FROM unnest(CAST($1 AS text[]), CAST($2 AS text[]), CAST($3 AS text[]),
-        CAST($4 AS timestamptz[]), CAST($5 AS uuid[]), CAST($6 AS text[]))
+# The four writes of a batch's plans in one statement (one round trip instead of four): the
+# remembered cancellations, the frequency states, the cancel of pending letters and the new
+# letters. Data-modifying CTEs share one snapshot, so this is what the four statements in this
+# order did: the cancel's targets are the letters committed before (as before: never the
+# letters this statement inserts, which are of the same events and already decided with the
+# cancellations in mind), locked in id order and re-checked after a wait (decision 0020); the
+# two upserts touch other tables. Duplicate keys are removed by the caller (an upsert may not
+# touch a row twice).
+_WRITE_PLANS_SQL = """
+WITH remembered AS (
+    INSERT INTO notifier.letter_cancellations (letter, subject, occurred_at, event_id,
+        event_type)
+    SELECT * FROM unnest(CAST($1 AS text[]), CAST($2 AS text[]), CAST($3 AS timestamptz[]),
+        CAST($4 AS uuid[]), CAST($5 AS text[]))
+    ON CONFLICT (letter, subject) DO UPDATE
+    SET occurred_at = excluded.occurred_at, event_id = excluded.event_id,
+        event_type = excluded.event_type, updated_at = now()
+    WHERE notifier.letter_cancellations.occurred_at < excluded.occurred_at
+), states AS (
+    INSERT INTO notifier.letter_states (letter, client_id, armed, last_fired_at, last_event_at,
+        last_level)
+    SELECT * FROM unnest(CAST($6 AS text[]), CAST($7 AS text[]), CAST($8 AS boolean[]),
+        CAST($9 AS timestamptz[]), CAST($10 AS timestamptz[]), CAST($11 AS numeric[]))
+    ON CONFLICT (letter, client_id) DO UPDATE
+    SET armed = excluded.armed, last_fired_at = excluded.last_fired_at,
+        last_event_at = excluded.last_event_at, last_level = excluded.last_level,
+        updated_at = now()
+), r AS (
+    SELECT * FROM unnest(CAST($12 AS text[]), CAST($13 AS text[]), CAST($14 AS text[]),
+        CAST($15 AS timestamptz[]), CAST($16 AS uuid[]), CAST($17 AS text[]))
         AS r(letter, client_id, contract_id, occurred_at, event_id, reason)
 ), candidates AS (
     SELECT DISTINCT ON (l.id) l.id, r.event_id, r.reason
@@ -298,85 +324,41 @@ WITH r AS (
     WHERE l.id IN (SELECT id FROM candidates) AND l.status IN ('scheduled', 'sending')
     ORDER BY l.id
     FOR UPDATE
+), cancelled AS (
+    UPDATE notifier.letters AS l
+    SET status = 'cancelled', cancel_reason = c.reason, cancelled_by_event_id = c.event_id,
+        lease_until = NULL, lease_token = NULL, updated_at = $18
+    FROM target JOIN candidates AS c ON c.id = target.id
+    WHERE l.id = target.id
+    RETURNING l.id, c.event_id
+), inserted AS (
+    INSERT INTO notifier.letters (event_id, letter, client_id, contract_id, channel, recipient,
+        locale, context, status, triggered_at, send_at, expires_at, dedup_key, cancel_reason,
+        cancelled_by_event_id, origin, created_at, updated_at)
+    SELECT event_id, letter, client_id, contract_id, channel, recipient, locale,
+        CAST(context AS jsonb), status, triggered_at, send_at, expires_at, dedup_key,
+        cancel_reason, cancelled_by_event_id, origin, created_at, updated_at
+    FROM unnest(CAST($19 AS uuid[]), CAST($20 AS text[]), CAST($21 AS text[]),
+        CAST($22 AS text[]), CAST($23 AS text[]), CAST($24 AS text[]), CAST($25 AS text[]),
+        CAST($26 AS text[]), CAST($27 AS text[]), CAST($28 AS timestamptz[]),
+        CAST($29 AS timestamptz[]), CAST($30 AS timestamptz[]), CAST($31 AS text[]),
+        CAST($32 AS text[]), CAST($33 AS uuid[]), CAST($34 AS text[]),
+        CAST($35 AS timestamptz[]), CAST($36 AS timestamptz[]))
+        AS r(event_id, letter, client_id, contract_id, channel, recipient, locale, context,
+             status, triggered_at, send_at, expires_at, dedup_key, cancel_reason,
+             cancelled_by_event_id, origin, created_at, updated_at)
+    ON CONFLICT DO NOTHING
+    RETURNING id, event_id, status, send_at
 )
-UPDATE notifier.letters AS l
-SET status = 'cancelled', cancel_reason = c.reason, cancelled_by_event_id = c.event_id,
-    lease_until = NULL, lease_token = NULL, updated_at = $7
-FROM target JOIN candidates AS c ON c.id = target.id
-WHERE l.id = target.id
-RETURNING l.id, c.event_id
+SELECT false AS created, id, event_id, NULL::text AS status, NULL::timestamptz AS send_at
+FROM cancelled
+UNION ALL
+SELECT true, id, event_id, status, send_at FROM inserted
 """
 
-
-async def cancel_pending_many(
-    session: AsyncSession, requests: Sequence[Mapping[str, Any]], *, now: datetime
-) -> list[tuple[int, uuid.UUID]]:
-    """``cancel_pending`` for many (letter, subject) requests in one statement.
-
-    Each request: letter, client_id or contract_id (the other None), occurred_at, event_id,
-    reason. Every target row is locked in one id order (like the drain), and a row a drain
-    holds is waited for: if it got sent meanwhile, it no longer matches. Returns
-    (letter id, cancelling event id)."""
-    if not requests:
-        return []
-    columns = _arrays(
-        [{**r, "reason": str(r["reason"])[:200]} for r in requests],
-        ("letter", "client_id", "contract_id", "occurred_at", "event_id", "reason"),
-    )
-    rows = await (await driver(session)).fetch(_CANCEL_MANY_SQL, *columns, now)
-    return [(row[0], row[1]) for row in rows]
-
-
-_RECORD_CANCELLATIONS_SQL = """
-INSERT INTO notifier.letter_cancellations (letter, subject, occurred_at, event_id, event_type)
-SELECT * FROM unnest(CAST($1 AS text[]), CAST($2 AS text[]), CAST($3 AS timestamptz[]),
-    CAST($4 AS uuid[]), CAST($5 AS text[]))
-ON CONFLICT (letter, subject) DO UPDATE
-SET occurred_at = excluded.occurred_at, event_id = excluded.event_id,
-    event_type = excluded.event_type, updated_at = now()
-WHERE notifier.letter_cancellations.occurred_at < excluded.occurred_at
-"""
-
-
-async def record_cancellations_many(
-    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """``record_cancellations`` in one fixed-shape statement (the latest per key wins)."""
-    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
-    for row in rows:
-        key = (row["letter"], row["subject"])
-        if key not in latest or latest[key]["occurred_at"] < row["occurred_at"]:
-            latest[key] = row
-    if latest:
-        names = ("letter", "subject", "occurred_at", "event_id", "event_type")
-        await (await driver(session)).execute(
-            _RECORD_CANCELLATIONS_SQL, *_arrays(list(latest.values()), names)
-        )
-
-
-_SAVE_STATES_SQL = """
-INSERT INTO notifier.letter_states (letter, client_id, armed, last_fired_at, last_event_at,
-    last_level)
-SELECT * FROM unnest(CAST($1 AS text[]), CAST($2 AS text[]), CAST($3 AS boolean[]),
-    CAST($4 AS timestamptz[]), CAST($5 AS timestamptz[]), CAST($6 AS numeric[]))
-ON CONFLICT (letter, client_id) DO UPDATE
-SET armed = excluded.armed, last_fired_at = excluded.last_fired_at,
-    last_event_at = excluded.last_event_at, last_level = excluded.last_level,
-    updated_at = now()
-"""
-
-
-async def save_states_many(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``save_states`` in one fixed-shape statement (one row per (letter, client_id): the
-    last given wins)."""
-    last = {(r["letter"], r["client_id"]): r for r in rows}
-    if last:
-        names = ("letter", "client_id", "armed", "last_fired_at", "last_event_at", "last_level")
-        await (await driver(session)).execute(
-            _SAVE_STATES_SQL, *_arrays(list(last.values()), names)
-        )
-
-
+_REMEMBERED_COLUMNS = ("letter", "subject", "occurred_at", "event_id", "event_type")
+_STATE_COLUMNS = ("letter", "client_id", "armed", "last_fired_at", "last_event_at", "last_level")
+_CANCEL_COLUMNS = ("letter", "client_id", "contract_id", "occurred_at", "event_id", "reason")
 _LETTER_INSERT_COLUMNS = (
     "event_id",
     "letter",
@@ -398,39 +380,59 @@ _LETTER_INSERT_COLUMNS = (
     "updated_at",
 )
 
-_INSERT_LETTERS_SQL = """
-INSERT INTO notifier.letters (event_id, letter, client_id, contract_id, channel, recipient,
-    locale, context, status, triggered_at, send_at, expires_at, dedup_key, cancel_reason,
-    cancelled_by_event_id, origin, created_at, updated_at)
-SELECT event_id, letter, client_id, contract_id, channel, recipient, locale,
-    CAST(context AS jsonb), status, triggered_at, send_at, expires_at, dedup_key,
-    cancel_reason, cancelled_by_event_id, origin, created_at, updated_at
-FROM unnest(CAST($1 AS uuid[]), CAST($2 AS text[]), CAST($3 AS text[]), CAST($4 AS text[]),
-    CAST($5 AS text[]), CAST($6 AS text[]), CAST($7 AS text[]), CAST($8 AS text[]),
-    CAST($9 AS text[]), CAST($10 AS timestamptz[]), CAST($11 AS timestamptz[]),
-    CAST($12 AS timestamptz[]), CAST($13 AS text[]), CAST($14 AS text[]),
-    CAST($15 AS uuid[]), CAST($16 AS text[]), CAST($17 AS timestamptz[]),
-    CAST($18 AS timestamptz[]))
-    AS r(event_id, letter, client_id, contract_id, channel, recipient, locale, context, status,
-         triggered_at, send_at, expires_at, dedup_key, cancel_reason, cancelled_by_event_id,
-         origin, created_at, updated_at)
-ON CONFLICT DO NOTHING
-RETURNING id, event_id, status, send_at
-"""
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What ``write_plans`` changed: (letter id, cancelling event id) of each letter cancelled;
+    (id, event_id, status, send_at) of each letter inserted."""
+
+    cancelled: list[tuple[int, uuid.UUID]]
+    inserted: list[tuple[int, uuid.UUID, LetterStatus, datetime]]
 
 
-async def insert_letters_many(
-    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
-) -> list[tuple[int, uuid.UUID, LetterStatus, datetime]]:
-    """``insert_letters`` in one fixed-shape statement: (id, event_id, status, send_at) of each
-    row inserted (a unique event/letter/recipient or dedup key conflict inserts nothing).
-    ``context`` is JSON text (the caller serialises it)."""
-    if not rows:
-        return []
-    result = await (await driver(session)).fetch(
-        _INSERT_LETTERS_SQL, *_arrays(rows, _LETTER_INSERT_COLUMNS)
+async def write_plans(
+    session: AsyncSession,
+    *,
+    remembered: Sequence[Mapping[str, Any]],
+    cancels: Sequence[Mapping[str, Any]],
+    states: Sequence[Mapping[str, Any]],
+    letters: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> Written:
+    """The writes of many events' plans (events of distinct clients) in one statement.
+
+    ``remembered``: (letter, subject) -> the cancelling event, upserted; ``occurred_at`` only
+    moves forward (the latest per key wins). ``cancels``: letter, client_id or contract_id (the
+    other None), occurred_at, event_id, reason: every scheduled or sending letter matching,
+    triggered at/before ``occurred_at``, is cancelled (rows locked in id order like the drain;
+    a row a drain holds is waited for and re-checked: if it got sent meanwhile, it no longer
+    matches). ``states``: frequency states upserted (the last per (letter, client_id) wins).
+    ``letters``: inserted, ON CONFLICT DO NOTHING (unique event/letter/recipient and dedup
+    key); ``context`` is JSON text."""
+    if not (remembered or cancels or states or letters):
+        return Written([], [])
+    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for row in remembered:
+        key = (row["letter"], row["subject"])
+        if key not in latest or latest[key]["occurred_at"] < row["occurred_at"]:
+            latest[key] = row
+    last_state = {(r["letter"], r["client_id"]): r for r in states}
+    cancel_rows = [{**r, "reason": str(r["reason"])[:200]} for r in cancels]
+    rows = await (await driver(session)).fetch(
+        _WRITE_PLANS_SQL,
+        *_arrays(list(latest.values()), _REMEMBERED_COLUMNS),
+        *_arrays(list(last_state.values()), _STATE_COLUMNS),
+        *_arrays(cancel_rows, _CANCEL_COLUMNS),
+        now,
+        *_arrays(letters, _LETTER_INSERT_COLUMNS),
     )
-    return [(r[0], r[1], LetterStatus(r[2]), r[3]) for r in result]
+    written = Written([], [])
+    for created, letter_id, event_id, status, send_at in rows:
+        if created:
+            written.inserted.append((letter_id, event_id, LetterStatus(status), send_at))
+        else:
+            written.cancelled.append((letter_id, event_id))
+    return written
 
 
 def _arrays(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[list[Any]]:

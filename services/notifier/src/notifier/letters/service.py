@@ -572,8 +572,8 @@ async def decide_many(
 async def apply_many(
     session: AsyncSession, plans: Sequence[Plan], *, now: datetime
 ) -> dict[Any, Applied]:
-    """``apply`` for the plans of events of distinct clients, one statement per kind of write:
-    cancellations first, then frequency state, then the letters. Applied per event id."""
+    """``apply`` for the plans of events of distinct clients, every write in one statement
+    (``repository.write_plans``). Applied per event id."""
     remembered: list[dict[str, Any]] = []
     requests: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
@@ -606,14 +606,13 @@ async def apply_many(
             row = _row(p, event_id=event.id, now=now)
             row["context"] = json_text(p.context)
             rows.append(row)
-    await repository.record_cancellations_many(session, remembered)
-    cancelled = await repository.cancel_pending_many(session, requests, now=now)
-    await repository.save_states_many(session, states)
-    inserted = await repository.insert_letters_many(session, rows)
+    written = await repository.write_plans(
+        session, remembered=remembered, cancels=requests, states=states, letters=rows, now=now
+    )
     out = {plan.event.id: Applied(created=[], due_now=[], cancelled=[]) for plan in plans}
-    for letter_id, event_id in cancelled:
+    for letter_id, event_id in written.cancelled:
         out[event_id].cancelled.append(letter_id)
-    for letter_id, event_id, status, at in inserted:
+    for letter_id, event_id, status, at in written.inserted:
         out[event_id].created.append(letter_id)
         if status == LetterStatus.scheduled and at <= now:
             out[event_id].due_now.append(letter_id)
