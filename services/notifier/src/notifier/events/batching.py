@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier_common.db import session_scope
 from notifier_common.events import AnyEvent
 from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifier.events import repository, service
+from notifier.events.driver import held_connection
 from notifier.events.processing import AfterCommit, BatchProcessor, PermanentEventError
 from notifier.events.service import Outcome
 from notifier.metrics import EVENTS_HANDLED
@@ -58,15 +58,28 @@ async def handle_many(
 ) -> tuple[list[Outcome], Sequence[AfterCommit]]:
     """Store and process events of distinct clients in one transaction (raises on any error,
     nothing written then). Outcomes in the order of ``items``: processed or duplicate."""
+    async with held_connection(sessionmaker) as connection:
+        return await handle_many_on(connection, processor, items, source=source)
+
+
+async def handle_many_on(
+    connection: Any,
+    processor: BatchProcessor,
+    items: Sequence[tuple[AnyEvent, Any]],
+    *,
+    source: str = "queue",
+) -> tuple[list[Outcome], Sequence[AfterCommit]]:
+    """``handle_many`` in a transaction of its own on this asyncpg ``connection``
+    (docs/decisions/0070-group-commit-on-the-driver.md)."""
     events = [event for event, _ in items]
     if len({e.client_id for e in events}) != len(events):
         raise ValueError("handle_many takes at most one event per client")
-    async with session_scope(sessionmaker) as session:
+    async with connection.transaction():
         # stored already processed: this transaction processes them, and commits both or neither
         fresh = await repository.insert_received_many(
-            session, events, source=source, status=EventStatus.processed
+            connection, events, source=source, status=EventStatus.processed
         )
-        known = await repository.statuses(session, [e.id for e in events if e.id not in fresh])
+        known = await repository.statuses(connection, [e.id for e in events if e.id not in fresh])
         retried = {i for i, status in known.items() if status == EventStatus.processing}
         todo = [
             (event, prepared)
@@ -74,8 +87,8 @@ async def handle_many(
             if event.id in fresh or event.id in retried
         ]
         notes: dict[Any, dict[str, Any]] = {}
-        after_commit = await processor.process_many(session, todo, notes=notes)
-        await repository.mark_many(session, list(retried), EventStatus.processed)
+        after_commit = await processor.process_many(connection, todo, notes=notes)
+        await repository.mark_many(connection, list(retried), EventStatus.processed)
     chosen = {event.id for event, _ in todo}
     outcomes: list[Outcome] = ["processed" if e.id in chosen else "duplicate" for e in events]
     for event, outcome in zip(events, outcomes, strict=True):
@@ -154,16 +167,26 @@ class EventBatcher:
         return batch
 
     async def _run(self) -> None:
+        """While events keep coming: one pooled connection held, one transaction per batch on
+        it; after a failed batch, a fresh connection (the held one may be what failed)."""
         while self._pending:
-            await asyncio.sleep(self.window)
-            batch = self._take()
-            if batch:
-                await self._flush(batch)
+            try:
+                async with held_connection(self.sessionmaker) as connection:
+                    while self._pending:
+                        await asyncio.sleep(self.window)
+                        batch = self._take()
+                        if batch and not await self._flush(connection, batch):
+                            break
+            except Exception as exc:  # no connection: each event alone (fails, arq retries)
+                log.warning("events.batch_connection_failed", error=repr(exc)[:300])
+                batch = self._take()
+                if batch:
+                    self._spawn(self._one_by_one(batch))
 
-    async def _flush(self, batch: list[_Pending]) -> None:
+    async def _flush(self, connection: Any, batch: list[_Pending]) -> bool:
         try:
-            outcomes, after_commit = await handle_many(
-                self.sessionmaker,
+            outcomes, after_commit = await handle_many_on(
+                connection,
                 self.processor,
                 [(item.event, item.prepared) for item in batch],
                 source=self.source,
@@ -171,8 +194,9 @@ class EventBatcher:
         except Exception as exc:
             log.warning("events.batch_failed", events=len(batch), error=repr(exc)[:300])
             self._spawn(self._one_by_one(batch))
-            return
+            return False
         self._spawn(self._finish(batch, outcomes, after_commit))
+        return True
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -8,7 +8,9 @@ callables to run after the transaction committed (immediate sends).
 A :class:`BatchProcessor` can also take part in the worker's group commit
 (``notifier.events.batching``, docs/decisions/0040): ``prepare`` does the reads that need no
 database connection (settings, upstream data) for one event; ``process_many`` then decides and
-writes for events of distinct clients in the batch's one transaction.
+writes for events of distinct clients in the batch's one transaction, given as an asyncpg
+connection or a session (``notifier.events.driver.Db``; the worker's batcher passes the
+connection it holds, decision 0070).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from notifier_common.events import AnyEvent
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifier.events.driver import Db
 
 AfterCommit = Callable[[], Awaitable[None]]
 
@@ -39,7 +43,7 @@ class BatchProcessor(EventProcessor, Protocol):
     async def prepare(self, event: AnyEvent) -> Any: ...
     async def process_many(
         self,
-        session: AsyncSession,
+        session: Db,
         items: Sequence[tuple[AnyEvent, Any]],
         *,
         notes: dict[Any, dict[str, Any]] | None = None,
@@ -60,7 +64,7 @@ class NoLetters:
 
     async def process_many(
         self,
-        session: AsyncSession,
+        session: Db,
         items: Sequence[tuple[AnyEvent, Any]],
         *,
         notes: dict[Any, dict[str, Any]] | None = None,

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier.events.driver import driver
+from notifier.events.driver import Db, driver
 from notifier.models import Event, EventStatus
 
 
@@ -57,7 +57,7 @@ RETURNING id
 
 
 async def insert_received_many(
-    session: AsyncSession,
+    session: Db,
     events: Sequence[Envelope],
     *,
     source: str,
@@ -89,7 +89,7 @@ async def insert_received_many(
 _STATUSES_SQL = "SELECT id, status FROM notifier.events WHERE id = ANY(CAST($1 AS uuid[]))"
 
 
-async def statuses(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventStatus]:
+async def statuses(session: Db, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventStatus]:
     if not ids:
         return {}
     rows = await (await driver(session)).fetch(_STATUSES_SQL, list(ids))
@@ -102,7 +102,7 @@ WHERE id = ANY(CAST($1 AS uuid[]))
 """
 
 
-async def mark_many(session: AsyncSession, ids: Sequence[uuid.UUID], status: EventStatus) -> None:
+async def mark_many(session: Db, ids: Sequence[uuid.UUID], status: EventStatus) -> None:
     if ids:
         await (await driver(session)).execute(_MARK_MANY_SQL, list(ids), status.value)
 

@@ -11,6 +11,7 @@ from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.clock import Clock
+from notifier.events.driver import Db
 from notifier.events.processing import AfterCommit
 from notifier.letters import repository, service
 from notifier.letters.catalog import Catalog
@@ -82,7 +83,7 @@ class LetterProcessor:
 
     async def process_many(
         self,
-        session: AsyncSession,
+        session: Db,
         items: Sequence[tuple[AnyEvent, Gathered | None]],
         *,
         notes: dict[Any, dict[str, Any]] | None = None,

@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, String, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier.events.driver import driver
+from notifier.events.driver import Db, driver
 from notifier.models import (
     Attempt,
     Letter,
@@ -187,7 +187,7 @@ async def insert_letters(
 # per-statement work. See docs/decisions/0040-group-commit-of-events.md and 0070.
 
 
-async def lock_clients(session: AsyncSession, client_ids: Sequence[str]) -> None:
+async def lock_clients(session: Db, client_ids: Sequence[str]) -> None:
     """``lock_client`` for several clients in one round trip, in one stable order (by lock key),
     so two transactions locking overlapping sets cannot deadlock on these locks."""
     if not client_ids:
@@ -240,7 +240,7 @@ WHERE letter = ANY(CAST($3 AS text[])) AND subject = ANY(CAST($4 AS text[]))
 
 
 async def decision_reads(
-    session: AsyncSession,
+    session: Db,
     *,
     stateful: Sequence[str],
     client_ids: Sequence[str],
@@ -265,7 +265,7 @@ async def decision_reads(
 
 
 async def states_of(
-    session: AsyncSession, letters: Sequence[str], client_ids: Sequence[str]
+    session: Db, letters: Sequence[str], client_ids: Sequence[str]
 ) -> dict[tuple[str, str], StateRow]:
     """Frequency states of these letters for these clients, by (letter, client_id)."""
     if not letters or not client_ids:
@@ -391,7 +391,7 @@ class Written:
 
 
 async def write_plans(
-    session: AsyncSession,
+    session: Db,
     *,
     remembered: Sequence[Mapping[str, Any]],
     cancels: Sequence[Mapping[str, Any]],

@@ -20,6 +20,7 @@ from notifier_common.events import AnyEvent, BalanceChanged
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.enrichment import Balance, ClientProfile, Contract
+from notifier.events.driver import Db
 from notifier.letters import repository
 from notifier.letters.catalog import AnySpec, Catalog, Crossing, Facts, LetterParams, Match
 from notifier.letters.definitions import LETTERS
@@ -521,7 +522,7 @@ def _row(p: PlannedLetter, *, event_id: Any, now: datetime) -> dict[str, Any]:
 
 
 async def decide_many(
-    session: AsyncSession,
+    session: Db,
     items: Sequence[tuple[AnyEvent, Gathered]],
     *,
     config: PlanConfig,
@@ -569,9 +570,7 @@ async def decide_many(
     return plans
 
 
-async def apply_many(
-    session: AsyncSession, plans: Sequence[Plan], *, now: datetime
-) -> dict[Any, Applied]:
+async def apply_many(session: Db, plans: Sequence[Plan], *, now: datetime) -> dict[Any, Applied]:
     """``apply`` for the plans of events of distinct clients, every write in one statement
     (``repository.write_plans``). Applied per event id."""
     remembered: list[dict[str, Any]] = []
