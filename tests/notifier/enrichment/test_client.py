@@ -19,6 +19,7 @@ from notifier.enrichment import (
     UpstreamUnavailable,
 )
 from notifier.events.processing import PermanentEventError, TransientEventError
+from notifier_common.http import create_http_client
 
 CLIENTS = "http://clients.test"
 BILLING = "http://billing.test"
@@ -73,9 +74,15 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=1.0) as client:
+@pytest.fixture(params=["pool", "httpx"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Both ways a GET is made (decision 0076): straight on the httpcore pool of the process's
+    shared client (``create_http_client``, production), and through httpx for any other client."""
+    if request.param == "pool":
+        client = create_http_client(timeout=1.0)
+    else:
+        client = httpx.AsyncClient(timeout=1.0)
+    async with client:
         yield client
 
 

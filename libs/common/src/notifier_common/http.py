@@ -47,7 +47,11 @@ def is_transient_status(status: int) -> bool:
 
 
 def retry_after_seconds(response: httpx.Response, default: float | None = None) -> float | None:
-    value = response.headers.get("Retry-After")
+    return parse_retry_after(response.headers.get("Retry-After"), default)
+
+
+def parse_retry_after(value: str | None, default: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header value asks to wait (delta-seconds or an HTTP date)."""
     if value is None:
         return default
     try:
