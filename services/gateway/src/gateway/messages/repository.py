@@ -39,7 +39,7 @@ class NewClaim:
     id: uuid.UUID
     idempotency_key: str
     request_hash: str
-    request: dict[str, Any] | bytes  # the message, or its UTF-8 JSON (stored as text)
+    request: dict[str, Any] | bytes | memoryview  # the message, or its UTF-8 JSON (stored as text)
     channel: str
     action: str
     provider: str | None
@@ -102,7 +102,7 @@ RETURNING m.id, m.idempotency_key, m.claim_token, m.provider
 )
 
 
-def join_json(documents: Iterable[bytes]) -> bytes:
+def join_json(documents: Iterable[bytes | memoryview]) -> bytes:
     """Compact JSON documents as one newline-separated value, split again in SQL with
     ``string_to_array(convert_from(:v, 'UTF8'), E'\\n')``. asyncpg encodes a ``bytea[]`` of 500
     documents (2.5 MB) element by element, growing its buffer in small steps, then copies it;
@@ -110,21 +110,33 @@ def join_json(documents: Iterable[bytes]) -> bytes:
     return b"\n".join(documents)
 
 
-async def claim(session: AsyncSession, rows: Sequence[NewClaim], *, lease: float) -> list[Claimed]:
+async def claim(
+    session: AsyncSession,
+    rows: Sequence[NewClaim],
+    *,
+    lease: float,
+    requests: bytes | memoryview | None = None,
+) -> list[Claimed]:
     """Insert new keys and take over retryable ones, in one statement.
 
     A key inserted concurrently by another request makes this wait for that request's claim to
     commit, then see its ``in_progress`` row and skip it: exactly one claimer per key.
+
+    ``requests``: the rows' request JSON already joined as :func:`join_json` would (e.g. a slice
+    of a batch's buffer, decision 0060), else it is joined from the rows.
     """
     if not rows:
         return []
+    if requests is None:
+        requests = join_json(
+            r.request if isinstance(r.request, bytes | memoryview) else orjson.dumps(r.request)
+            for r in rows
+        )
     params: dict[str, Any] = {
         "ids": [r.id for r in rows],
         "keys": [r.idempotency_key for r in rows],
         "hashes": [r.request_hash for r in rows],
-        "requests": join_json(
-            r.request if isinstance(r.request, bytes) else orjson.dumps(r.request) for r in rows
-        ),
+        "requests": requests,
         "channels": [r.channel for r in rows],
         "actions": [r.action for r in rows],
         "providers": [r.provider for r in rows],

@@ -63,6 +63,10 @@ class ItemResult:
     result: SendResultOut
 
 
+#: Claims per INSERT: asyncpg copies a statement's parameters twice while encoding it, so a
+#: batch's 2.5 MB of request JSON is sent in two statements of one transaction (decision 0060).
+CLAIM_CHUNK = 250
+
 REQUEST_HASH_VERSION = "v2"  # not hex: tells these hashes from legacy ones (64 hex digits)
 
 
@@ -70,17 +74,61 @@ def request_json(message: Message) -> bytes:
     """The message with its defaults, compact UTF-8 JSON with keys sorted at every level: hashed
     for idempotency and stored as the request (the same body in another key order, or with
     defaults spelled out, is the same request)."""
+    # orjson's result keeps its 64 KiB write buffer: a copy of the exact size frees it
+    return bytes(memoryview(_request_json(message)))
+
+
+def _request_json(message: Message) -> bytes:
+    """:func:`request_json` as orjson returns it (with its write buffer: copy it, or drop it
+    soon)."""
     data = message.model_dump(mode="json")
+    for key, value in data.items():
+        # orjson keeps the UTF-8 form of every non-ASCII str it writes inside that str; the dump
+        # shares the message's strings, so its html and text would hold a second copy of
+        # themselves while the batch is handled (2.5 MB per batch of 500): write copies instead
+        if type(value) is str and len(value) > 64 and not value.isascii():
+            data[key] = "".join((value, ""))
     try:
-        written = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return text.encode()
-    # orjson's result keeps its 64 KiB write buffer: a copy of the exact size frees it
-    return bytes(memoryview(written))
 
 
-def request_hash(body: bytes) -> str:
+class RequestDocuments:
+    """The :func:`request_json` of several messages in one buffer, newline-separated: each
+    message's JSON is a view into it, and the claim of consecutive messages sends a slice of
+    it as is (:func:`repository.join_json` of their documents). One copy of each document
+    instead of three (its own bytes, the joined value, orjson's buffer), decision 0060."""
+
+    __slots__ = ("_ends", "_view")
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        buf = bytearray()
+        ends: list[int] = []
+        for message in messages:
+            if ends:
+                buf += b"\n"
+            buf += _request_json(message)
+            ends.append(len(buf))
+        self._view = memoryview(buf)
+        self._ends = ends
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, i: int) -> memoryview:
+        return self._view[self._start(i) : self._ends[i]]
+
+    def joined(self, start: int, stop: int) -> memoryview:
+        """Documents ``start`` to ``stop - 1`` as :func:`repository.join_json` writes them."""
+        return self._view[self._start(start) : self._ends[stop - 1]]
+
+    def _start(self, i: int) -> int:
+        return self._ends[i - 1] + 1 if i else 0
+
+
+def request_hash(body: bytes | memoryview) -> str:
     """``v2`` + 62 hex digits of the sha256 of :func:`request_json` (fits the 64-char column)."""
     return REQUEST_HASH_VERSION + hashlib.sha256(body).hexdigest()[:62]
 
@@ -150,43 +198,51 @@ class MessageService:
 
     async def send(self, items: Sequence[BatchItem]) -> list[ItemResult]:
         """One result per item, in order. Repeated keys inside one batch share one send."""
-        bodies = [request_json(item.message) for item in items]
-        hashes = [request_hash(body) for body in bodies]
-        for item, body in zip(items, bodies, strict=True):
-            item.message.remember_json(body)
         first: dict[str, int] = {}
         for i, item in enumerate(items):
             first.setdefault(item.idempotency_key, i)
-        primaries = sorted(first.values())
+        # in key order: the order the claim locks them in, and its chunks are runs of the buffer
+        primaries = sorted(first.values(), key=lambda i: items[i].idempotency_key)
+        documents = RequestDocuments([items[i].message for i in primaries])
+        hashes: dict[int, str] = {}
+        for n, i in enumerate(primaries):
+            document = documents[n]
+            hashes[i] = request_hash(document)
+            items[i].message.remember_json(document)
         by_key = await self._send_unique(
-            [items[i] for i in primaries],
-            [hashes[i] for i in primaries],
-            [bodies[i] for i in primaries],
+            [items[i] for i in primaries], [hashes[i] for i in primaries], documents
         )
         out: list[ItemResult] = []
         for i, item in enumerate(items):
             key = item.idempotency_key
             if first[key] == i:
                 out.append(by_key[key])
-            elif hashes[first[key]] == hashes[i]:
+            elif hashes[first[key]] == request_hash(_request_json(item.message)):
                 out.append(ItemResult(Resolution.stored, by_key[key].result))
             else:
                 out.append(ItemResult(Resolution.conflict, _conflict(key)))
         return out
 
     async def _send_unique(
-        self, items: Sequence[BatchItem], hashes: Sequence[str], bodies: Sequence[bytes]
+        self, items: Sequence[BatchItem], hashes: Sequence[str], documents: RequestDocuments
     ) -> dict[str, ItemResult]:
+        """``items``: unique keys in key order, ``documents`` their request JSON."""
         claims = [
-            self._new_claim(item, h, body)
-            for item, h, body in zip(items, hashes, bodies, strict=True)
+            self._new_claim(item, h, item.message.received_json or documents[n])
+            for n, (item, h) in enumerate(zip(items, hashes, strict=True))
         ]
         messages = {item.idempotency_key: item.message for item in items}
         claim_of = {c.idempotency_key: c for c in claims}
         async with session_scope(self.sessionmaker) as session:
-            claimed = await repository.claim(
-                session, claims, lease=self.settings.claim_lease_seconds
-            )
+            claimed: list[repository.Claimed] = []
+            for start in range(0, len(claims), CLAIM_CHUNK):
+                part = claims[start : start + CLAIM_CHUNK]
+                claimed += await repository.claim(
+                    session,
+                    part,
+                    lease=self.settings.claim_lease_seconds,
+                    requests=documents.joined(start, start + len(part)),
+                )
             # a claimed key's stored request has this hash: it is the message in hand
             pending = [self._pending(c, messages[c.idempotency_key]) for c in claimed]
             taken = {c.idempotency_key for c in claimed}
@@ -244,7 +300,9 @@ class MessageService:
                 IDEMPOTENT_REPLAYS.labels(resolution.value).inc(n)
         return results
 
-    def _new_claim(self, item: BatchItem, digest: str, body: bytes) -> repository.NewClaim:
+    def _new_claim(
+        self, item: BatchItem, digest: str, body: bytes | memoryview
+    ) -> repository.NewClaim:
         message = item.message
         first = next((r.address for r in message.to if r.address), None)
         return repository.NewClaim(

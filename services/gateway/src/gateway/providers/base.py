@@ -65,7 +65,9 @@ class Message(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Opaque, echoed back.")
 
-    def remember_json(self, body: bytes | None, stored_as: uuid.UUID | None = None) -> None:
+    def remember_json(
+        self, body: bytes | memoryview | None, stored_as: uuid.UUID | None = None
+    ) -> None:
         """Keep the JSON this message was received and stored as (set by the messages service;
         cleared when the gateway changes the message, e.g. drops suppressed recipients; a
         copy starts without it), and the ``gateway.messages`` row whose ``request`` holds that
@@ -74,7 +76,7 @@ class Message(BaseModel):
         object.__setattr__(self, "_stored_as", stored_as if body is not None else None)
 
     @property
-    def received_json(self) -> bytes | None:
+    def received_json(self) -> bytes | memoryview | None:
         """UTF-8 JSON equal to this message when known, so a provider that records messages
         need not serialise them again; None for a message built or changed in code."""
         return getattr(self, "_received", None)

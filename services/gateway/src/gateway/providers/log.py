@@ -105,7 +105,7 @@ class LogProvider(Provider):
         return [SendResult.ok(pid) for pid in ids]
 
 
-def _json(message: Message) -> bytes:
+def _json(message: Message) -> bytes | memoryview:
     return message.received_json or message.model_dump_json(exclude_defaults=True).encode()
 
 
