@@ -149,14 +149,19 @@ async def fetch_facts(enricher: Enricher, event: AnyEvent, specs: Sequence[AnySp
     """Fetch each needed enrichment once for the event, concurrently."""
     needs = set().union(*(s.enrichments for s in specs))
     contract_id = contract_id_of(event)
+    want_balance = "balance" in needs
+    want_contract = "contract" in needs and contract_id is not None
+    if not (want_balance or want_contract):  # no tasks for one call (often a cache hit)
+        client = await enricher.client(event.client_id)
+        return Facts(event=event, client=client)
 
     async def none() -> None:
         return None
 
     client, balance, contract = await asyncio.gather(
         enricher.client(event.client_id),
-        enricher.balance(event.client_id) if "balance" in needs else none(),
-        enricher.contract(contract_id) if "contract" in needs and contract_id else none(),
+        enricher.balance(event.client_id) if want_balance else none(),
+        enricher.contract(contract_id) if want_contract and contract_id else none(),
     )
     return Facts(event=event, client=client, balance=balance, contract=contract)
 
