@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.utils import timestamp_ms
 from notifier import worker
 from notifier.events import service
 from notifier.events.processing import (
@@ -344,6 +345,71 @@ class TestNotifierWorker:
         assert w.jobs_failed == 0
         assert await redis.zcard(q) == 0
         assert await redis.exists("arq:result:j0")
+
+    async def test_jobs_finishing_together_share_one_finish_transaction(
+        self, settings: NotifierSettings, redis: ArqRedis
+    ) -> None:
+        """Decision 0077: jobs that complete in the same loop iteration (a group-commit batch)
+        are finished in one MULTI/EXEC, with arq's per-job effects: queue entry, job, retry and
+        in-progress keys gone, result kept; a retried job is re-scored, not removed."""
+        release = asyncio.Event()
+
+        async def together(ctx: dict[str, object], body: object) -> str:
+            await release.wait()
+            if ctx["job_id"] == "r" and ctx["job_try"] == 1:
+                from arq import Retry
+
+                raise Retry(defer=60)
+            return f"done {ctx['job_id']}"
+
+        from arq import func as arq_func
+
+        q = settings.queue_name
+        ids = [f"t{i}" for i in range(20)] + ["r"]
+        for job_id in ids:
+            await redis.enqueue_job("handle_event", {}, _job_id=job_id, _queue_name=q)
+        w = create_worker(
+            settings,
+            burst=True,
+            redis_pool=redis,
+            functions=[arq_func(together, name="handle_event")],
+            cron_jobs=[],
+            on_shutdown=None,
+        )
+        try:
+            await w.start_jobs([i.encode() for i in ids])
+            for _ in range(50):  # every job reaches the event
+                await asyncio.sleep(0.01)
+            release.set()
+            await asyncio.gather(*w.tasks.values())
+        finally:
+            await w.close()
+        assert w.finish_flushes == 1
+        assert await redis.zrange(q, 0, -1) == [b"r"]  # re-scored for its retry
+        assert await redis.zscore(q, "r") > timestamp_ms() + 50_000
+        for job_id in ids[:-1]:
+            assert not await redis.exists(
+                f"arq:job:{job_id}", f"arq:retry:{job_id}", f"arq:in-progress:{job_id}"
+            )
+            assert await redis.exists(f"arq:result:{job_id}")
+        assert await redis.exists("arq:job:r", "arq:retry:r") == 2
+        assert not await redis.exists("arq:result:r")
+
+    async def test_a_failed_finish_transaction_reaches_every_job_of_it(
+        self, settings: NotifierSettings, redis: ArqRedis
+    ) -> None:
+        w = create_worker(settings, burst=True, redis_pool=redis, cron_jobs=[], on_shutdown=None)
+        await redis.set(settings.queue_name, "not a sorted set")  # ZREM on it fails in EXEC
+        try:
+            results = await asyncio.gather(
+                *(w.finish_job(f"x{i}", True, None, None, False, None, None) for i in range(3)),
+                return_exceptions=True,
+            )
+        finally:
+            await redis.delete(settings.queue_name)
+            await w.close()
+        assert w.finish_flushes == 1
+        assert all(isinstance(r, Exception) for r in results), results
 
     async def test_startup_drops_arqs_start_and_finish_lines_of_event_jobs_only(
         self, settings: NotifierSettings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from datetime import timedelta
@@ -9,8 +10,14 @@ from typing import Any
 
 from arq import Retry, Worker, cron, func
 from arq.connections import RedisSettings
-from arq.constants import in_progress_key_prefix
-from arq.utils import timestamp_ms
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.utils import timestamp_ms, to_ms
 from notifier_common.db import create_engine, create_sessionmaker
 from notifier_common.http import create_http_client
 from notifier_common.logging import configure_logging, get_logger
@@ -339,6 +346,68 @@ class NotifierWorker(Worker):
     is arq's own code."""
 
     _claim_script: Any = None
+    _finishes: list[tuple[tuple[Any, ...], asyncio.Future[None]]] | None = None
+    finish_flushes = 0  # transactions that finished jobs (observability for tests)
+    _finishing: set[asyncio.Task[None]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._finishing = set()
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """arq's ``finish_job``, coalesced (decision 0077): the jobs of one group-commit batch
+        complete in the same loop iteration, and their finishes now share one MULTI/EXEC
+        instead of one transaction (a write and a read syscall, ~6 replies) per job. Each
+        caller still returns only once its own commands are executed, and sees the error if
+        the transaction fails."""
+        done: asyncio.Future[None] = self.loop.create_future()
+        entry = (
+            job_id,
+            finish,
+            result_data,
+            result_timeout_s,
+            keep_result_forever,
+            incr_score,
+            keep_in_progress,
+        )
+        if self._finishes is None:
+            self._finishes = []
+            self.loop.call_soon(self._flush_finishes)
+        self._finishes.append((entry, done))
+        await done
+
+    def _flush_finishes(self) -> None:
+        batch, self._finishes = self._finishes or [], None
+        task = self.loop.create_task(self._finish_all(batch))
+        self._finishing.add(task)  # a reference until done; callers await their futures
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish_all(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[None]]]) -> None:
+        self.finish_flushes += 1
+        try:
+            async with self.pool.pipeline(transaction=True) as tr:
+                for entry, _ in batch:
+                    _queue_finish(tr, self.queue_name, *entry)
+                await tr.execute()
+        except BaseException as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         running = self.tasks
@@ -374,6 +443,38 @@ class NotifierWorker(Worker):
         args = [timestamp_ms(), int(self.in_progress_timeout_s * 1000), *job_ids]
         out = await self._claim_script(keys=keys, args=args)
         return {out[i].decode(): int(float(out[i + 1])) for i in range(0, len(out), 2)}
+
+
+def _queue_finish(
+    tr: Any,
+    queue_name: str,
+    job_id: str,
+    finish: bool,
+    result_data: bytes | None,
+    result_timeout_s: float | None,
+    keep_result_forever: bool,
+    incr_score: int | None,
+    keep_in_progress: float | None,
+) -> None:
+    """The commands of arq's ``Worker.finish_job`` (arq 0.26) for one job, on a shared
+    transaction."""
+    delete_keys = []
+    in_progress_key = in_progress_key_prefix + job_id
+    if keep_in_progress is None:
+        delete_keys.append(in_progress_key)
+    else:
+        tr.pexpire(in_progress_key, to_ms(keep_in_progress))
+    if finish:
+        if result_data:
+            expire = None if keep_result_forever else result_timeout_s
+            tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+        delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
+        tr.zrem(abort_jobs_ss, job_id)
+        tr.zrem(queue_name, job_id)
+    elif incr_score:
+        tr.zincrby(queue_name, incr_score, job_id)
+    if delete_keys:
+        tr.delete(*delete_keys)
 
 
 def use_uvloop() -> None:
