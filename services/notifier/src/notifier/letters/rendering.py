@@ -188,14 +188,32 @@ class _LetterEnvironment(ImmutableSandboxedEnvironment):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        #: ``<letter>/<locale>/<part>`` -> its compiled template (decision 0065): the loader's
-        #: own cache is keyed by a weak reference and checked for reloads on every lookup
-        self.parts: dict[str, Template] = {}
+        #: template name -> compiled template (decision 0065), for ``get_template``
+        self.templates: dict[str, Template] = {}
         #: (letter, requested locale) -> the locale rendered
         self.resolved: dict[tuple[str, str | None], str] = {}
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return {**self.globals, **(d or {})}
+
+    def get_template(
+        self,
+        name: str | Template,
+        parent: str | None = None,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> Template:
+        """jinja's ``get_template`` answered from a plain dict once a name is loaded (decision
+        0065): every render looks up its parts, its layout (``extends``) and the macros
+        (``from ... import``), and jinja's own cache builds a weak-reference key per lookup.
+        Same templates: compiled once, never reloaded (``auto_reload=False``, unbounded cache),
+        and ``join_path`` is jinja's (the name as given)."""
+        if globals is None and type(name) is str:
+            template = self.templates.get(name)
+            if template is None:
+                template = super().get_template(name, parent)
+                self.templates[name] = template
+            return template
+        return super().get_template(name, parent, globals)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         """A template's own macro (``{{ button(...) }}``) is called directly: the sandbox's
@@ -226,8 +244,9 @@ def _environment() -> _LetterEnvironment:
     env = _LetterEnvironment(
         loader=FileSystemLoader(TEMPLATES_DIR),
         undefined=StrictUndefined,
-        autoescape=select_autoescape(
-            enabled_extensions=("html",), default_for_string=False, default=False
+        # asked for every render's context: answered once per template name (decision 0065)
+        autoescape=functools.lru_cache(maxsize=1024)(
+            select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False)
         ),
         auto_reload=False,
         cache_size=-1,  # keep every compiled template
@@ -329,12 +348,10 @@ def compile_all() -> int:
 
 def _render_part(letter: str, locale: str, part: str, variables: dict[str, Any]) -> str:
     """``Template.render(variables)`` without its copy of ``variables`` (the context copies
-    them with the globals anyway), from the environment's table of compiled parts."""
+    them with the globals anyway)."""
     name = f"{letter}/{locale}/{part}"
     try:
-        template = _env.parts.get(name)
-        if template is None:
-            template = _env.parts[name] = _env.get_template(name)
+        template = _env.get_template(name)
         try:
             return "".join(template.root_render_func(template.new_context(variables)))
         except Exception:
