@@ -91,8 +91,12 @@ async def handle_many_on(
         await repository.mark_many(connection, list(retried), EventStatus.processed)
     chosen = {event.id for event, _ in todo}
     outcomes: list[Outcome] = ["processed" if e.id in chosen else "duplicate" for e in events]
+    processed = outcomes.count("processed")
+    if processed:
+        EVENTS_HANDLED.labels(source, "processed").inc(processed)
+    if processed < len(events):
+        EVENTS_HANDLED.labels(source, "duplicate").inc(len(events) - processed)
     for event, outcome in zip(events, outcomes, strict=True):
-        EVENTS_HANDLED.labels(source, outcome).inc()
         if outcome == "duplicate":
             log.info("events.duplicate", event_id=str(event.id), status=known[event.id].value)
         else:
