@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from notifier_common.pagination import newest_first
@@ -436,11 +437,9 @@ async def write_plans(
 
 
 def _arrays(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[list[Any]]:
-    """Rows -> one array per column, in ``names`` order (enum members as their values)."""
-    return [
-        [v.value if isinstance(v, enum.Enum) else v for v in (row[name] for row in rows)]
-        for name in names
-    ]
+    """Rows -> one array per column, in ``names`` order. Enum members go as they are: the
+    statuses are ``StrEnum``s, which asyncpg encodes as the text they are."""
+    return [list(map(itemgetter(name), rows)) for name in names]
 
 
 # ---- delivery -----------------------------------------------------------------------------
