@@ -253,6 +253,37 @@ class TestEventBatcher:
             }
         assert {x.client_id for x in await letter_engine.letters()} == {"c-0", "c-2"}
 
+    async def test_batches_after_a_failed_one_are_grouped_again(
+        self, letter_engine: Engine, upstream: Upstream
+    ) -> None:
+        single = letter_engine.processor
+        processor = BreaksOneBatch(
+            enricher=single.enricher,
+            config=single.config,
+            clock=single.clock,
+            sender=single.sender,
+            settings=SettingsCache(letter_engine.sessionmaker, ttl=0),
+        )
+        for n in range(4):
+            upstream.add_client(f"c-{n}")
+        first = [
+            event_body("client.created_by_offer", client_id=f"c-{n}", occurred_at=START)
+            for n in range(2)
+        ]
+        processor.bad = uuid.UUID(first[0]["id"])
+        batcher = EventBatcher(letter_engine.sessionmaker, processor, window=0.001)
+        assert await asyncio.gather(*(batcher.handle(b) for b in first)) == [
+            "failed",
+            "processed",
+        ]
+        later = [
+            event_body("client.created_by_offer", client_id=f"c-{n}", occurred_at=START)
+            for n in (2, 3)
+        ]
+        assert await asyncio.gather(*(batcher.handle(b) for b in later)) == ["processed"] * 2
+        await batcher.aclose()
+        assert {x.client_id for x in await letter_engine.letters()} == {"c-1", "c-2", "c-3"}
+
     async def test_an_upstream_404_marks_only_that_event_failed(
         self, letter_engine: Engine
     ) -> None:
