@@ -1,15 +1,18 @@
 """Decision 0060: a batch's request JSON lives in one buffer, the messages' strings do not keep
-a UTF-8 copy of themselves, and the claim is sent in chunks of keys in key order."""
+a UTF-8 copy of themselves, and the claim is sent in chunks of keys in key order. Decision
+0061: the collector's middle generation while the app runs."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from gateway.app import MIDDLE_GENERATION_THRESHOLD
 from gateway.messages import service
 from gateway.messages.repository import join_json
 from gateway.messages.service import RequestDocuments, request_hash, request_json
@@ -126,3 +129,16 @@ class TestChunkedClaim:
         for x in r2.json()["results"]:
             first = by_key[x["idempotency_key"]]
             assert x["provider_message_id"] == first["provider_message_id"]
+
+
+async def test_the_collector_is_tuned_while_the_app_runs_and_restored(
+    make_settings: SettingsFactory,
+) -> None:
+    """Decision 0061: the middle generation is collected once per 100 young collections while
+    a gateway runs; the process's own thresholds come back when it stops."""
+    before = gc.get_threshold()
+    async with running(make_settings()):
+        young, middle, old = gc.get_threshold()
+        assert (young, old) == (before[0], before[2])
+        assert middle == max(before[1], MIDDLE_GENERATION_THRESHOLD)
+    assert gc.get_threshold() == before
