@@ -253,12 +253,9 @@ class TestNotifierWorker:
         def no_pipelines(*a: object, **k: object) -> None:
             raise AssertionError("arq's per-job WATCH/MULTI pipeline was used")
 
-        redis_pipeline = redis.pipeline
-        redis.pipeline = no_pipelines  # type: ignore[method-assign]
-        try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ArqRedis, "pipeline", no_pipelines)
             await w.start_jobs([b"a", b"b", b"elsewhere", b"gone", b"later", b"c"])
-        finally:
-            redis.pipeline = redis_pipeline  # type: ignore[method-assign]
         try:
             assert sorted(w.tasks) == ["a", "b", "c"]
             assert w.job_counter == 3
@@ -376,15 +373,27 @@ class TestNotifierWorker:
             cron_jobs=[],
             on_shutdown=None,
         )
+        real_pipeline = ArqRedis.pipeline
+        pipelines: list[bool] = []
+
+        def counted(self: ArqRedis, transaction: bool = True, shard_hint: str | None = None) -> Any:
+            pipelines.append(transaction)
+            return real_pipeline(self, transaction, shard_hint)
+
         try:
-            await w.start_jobs([i.encode() for i in ids])
-            for _ in range(50):  # every job reaches the event
-                await asyncio.sleep(0.01)
-            release.set()
-            await asyncio.gather(*w.tasks.values())
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(ArqRedis, "pipeline", counted)
+                await w.start_jobs([i.encode() for i in ids])
+                for _ in range(50):  # every job reaches the event
+                    await asyncio.sleep(0.01)
+                release.set()
+                await asyncio.gather(*w.tasks.values())
         finally:
             await w.close()
         assert w.finish_flushes == 1
+        # arq's per-job start pipeline was answered by the claim: the finish is the only one
+        assert pipelines == [True]
+        assert await redis.get("arq:retry:r") == b"1"
         assert await redis.zrange(q, 0, -1) == [b"r"]  # re-scored for its retry
         assert await redis.zscore(q, "r") > timestamp_ms() + 50_000
         for job_id in ids[:-1]:
@@ -394,6 +403,49 @@ class TestNotifierWorker:
             assert await redis.exists(f"arq:result:{job_id}")
         assert await redis.exists("arq:job:r", "arq:retry:r") == 2
         assert not await redis.exists("arq:result:r")
+
+    async def test_an_aborted_job_is_not_run_when_aborts_are_allowed(
+        self, settings: NotifierSettings, redis: ArqRedis
+    ) -> None:
+        """With ``allow_abort_jobs`` the claim also takes the job out of arq's abort set, and
+        arq's ``run_job`` fails it before it starts, as it would have itself."""
+        ran: list[str] = []
+
+        async def job(ctx: dict[str, object], body: object) -> str:
+            ran.append(str(ctx["job_id"]))
+            return "ran"
+
+        from arq import func as arq_func
+        from arq.constants import abort_jobs_ss
+        from arq.jobs import Job
+
+        q = settings.queue_name
+        for job_id in ("keep", "drop"):
+            await redis.enqueue_job("handle_event", {}, _job_id=job_id, _queue_name=q)
+        await redis.zadd(abort_jobs_ss, {"drop": timestamp_ms()})
+        w = create_worker(
+            settings,
+            burst=True,
+            redis_pool=redis,
+            allow_abort_jobs=True,
+            functions=[arq_func(job, name="handle_event")],
+            cron_jobs=[],
+            on_shutdown=None,
+        )
+        try:
+            await w.start_jobs([b"keep", b"drop"])
+            await asyncio.gather(*w.tasks.values())
+        finally:
+            await w.close()
+        assert ran == ["keep"]
+        assert await redis.zscore(abort_jobs_ss, "drop") is None
+        dropped = await Job("drop", redis, _queue_name=q).result_info()
+        assert dropped is not None
+        assert not dropped.success
+        kept = await Job("keep", redis, _queue_name=q).result_info()
+        assert kept is not None
+        assert kept.success
+        assert kept.job_try == 1
 
     async def test_a_failed_finish_transaction_reaches_every_job_of_it(
         self, settings: NotifierSettings, redis: ArqRedis

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 from arq import Retry, Worker, cron, func
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.constants import (
     abort_jobs_ss,
     in_progress_key_prefix,
@@ -314,24 +315,86 @@ def worker_settings(settings: NotifierSettings) -> dict[str, Any]:
 
 # Claims several queued jobs in one atomic call, with arq's per-job checks unchanged: a job is
 # started only if no in-progress key exists and it is still in the queue with a score that is
-# not zero and not in the future; its in-progress key is then set with arq's timeout. Returns
-# the claimed ids, each followed by its score. KEYS: queue, then one in-progress key per id.
+# not zero and not in the future; its in-progress key is then set with arq's timeout. For each
+# claimed job it also does what arq's ``run_job`` does first (decision 0077): GET the job,
+# INCR the try counter (EXPIRE 88400 s), ZREM it from the abort set when aborts are allowed.
+# Returns id, score, job (nil if gone), try[, removed from abort set] per claimed job.
+# KEYS: queue, then per id its in-progress, job and retry keys[, the abort set].
+# ARGV: now ms, in-progress timeout ms, "1" if aborts are allowed, then the ids.
 CLAIM_JOBS_LUA = """
 local now = tonumber(ARGV[1])
+local abort = ARGV[3] == '1'
+local per = 3
+local n = #ARGV - 3
 local out = {}
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    local id = ARGV[i + 1]
+for i = 0, n - 1 do
+  local ip, jk, rk = KEYS[2 + per * i], KEYS[3 + per * i], KEYS[4 + per * i]
+  if redis.call('EXISTS', ip) == 0 then
+    local id = ARGV[4 + i]
     local score = redis.call('ZSCORE', KEYS[1], id)
     if score and tonumber(score) ~= 0 and tonumber(score) <= now then
-      redis.call('PSETEX', KEYS[i], ARGV[2], '1')
+      redis.call('PSETEX', ip, ARGV[2], '1')
       out[#out + 1] = id
       out[#out + 1] = score
+      out[#out + 1] = redis.call('GET', jk)
+      out[#out + 1] = redis.call('INCR', rk)
+      redis.call('EXPIRE', rk, 88400)
+      if abort then
+        out[#out + 1] = redis.call('ZREM', KEYS[#KEYS], id)
+      end
     end
   end
 end
 return out
 """
+
+# (job id, job bytes or None, job try, removed from the abort set) of the job whose run_job task
+# is being created: its first pipeline is answered from the claim (see NotifierWorker._pipeline)
+_STARTED: ContextVar[tuple[str, bytes | None, int, int] | None] = ContextVar(
+    "notifier_job_started", default=None
+)
+
+
+class _AnsweredStart:
+    """Stands in for the first pipeline of arq's ``run_job`` (GET job, INCR + EXPIRE try, ZREM
+    abort), whose commands the claim script already ran for this job: it checks that arq queued
+    exactly those and returns their replies. Anything else is an arq change: it fails loudly."""
+
+    def __init__(self, job_id: str, value: bytes | None, job_try: int, aborted: int) -> None:
+        self.job_id = job_id
+        self.replies = [value, job_try, True, aborted]
+        self.commands: list[tuple[Any, ...]] = []
+
+    async def __aenter__(self) -> _AnsweredStart:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def get(self, name: str) -> None:
+        self.commands.append(("GET", name))
+
+    def incr(self, name: str) -> None:
+        self.commands.append(("INCR", name))
+
+    def expire(self, name: str, time: int) -> None:
+        self.commands.append(("EXPIRE", name, time))
+
+    def zrem(self, name: str, *values: str) -> None:
+        self.commands.append(("ZREM", name, *values))
+
+    async def execute(self) -> list[Any]:
+        job_id = self.job_id
+        expected: list[tuple[Any, ...]] = [
+            ("GET", job_key_prefix + job_id),
+            ("INCR", retry_key_prefix + job_id),
+            ("EXPIRE", retry_key_prefix + job_id, 88400),
+        ]
+        if len(self.commands) == 4:
+            expected.append(("ZREM", abort_jobs_ss, job_id))
+        if self.commands != expected:
+            raise RuntimeError(f"arq's run_job queued {self.commands}, expected {expected}")
+        return self.replies[: len(expected)]
 
 
 class NotifierWorker(Worker):
@@ -426,23 +489,55 @@ class NotifierWorker(Worker):
             batch, pending = pending[:take], pending[take:]
             claimed = await self._claim(batch)
             for job_id in batch:
-                score = claimed.get(job_id)
-                if score is None:  # running elsewhere, finished, or re-enqueued for later
+                started = claimed.get(job_id)
+                if started is None:  # running elsewhere, finished, or re-enqueued for later
                     self.job_counter -= 1
                     self.sem.release()
                     continue
-                t = self.loop.create_task(self.run_job(job_id, score))
+                score, value, job_try, aborted = started
+                token = _STARTED.set((job_id, value, job_try, aborted))
+                try:  # the task's context is a copy: only its run_job sees this
+                    t = self.loop.create_task(self.run_job(job_id, score))
+                finally:
+                    _STARTED.reset(token)
                 t.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
                 self.tasks[job_id] = t
         return None
 
-    async def _claim(self, job_ids: list[str]) -> dict[str, int]:
+    async def _claim(self, job_ids: list[str]) -> dict[str, tuple[int, bytes | None, int, int]]:
+        pool = self.pool
         if self._claim_script is None:
-            self._claim_script = self.pool.register_script(CLAIM_JOBS_LUA)
-        keys = [self.queue_name, *(in_progress_key_prefix + i for i in job_ids)]
-        args = [timestamp_ms(), int(self.in_progress_timeout_s * 1000), *job_ids]
+            self._claim_script = pool.register_script(CLAIM_JOBS_LUA)
+        if pool.__dict__.get("pipeline") != self._pipeline:
+            pool.pipeline = self._pipeline  # type: ignore[method-assign]
+        keys = [self.queue_name]
+        for i in job_ids:
+            keys += (in_progress_key_prefix + i, job_key_prefix + i, retry_key_prefix + i)
+        abort = self.allow_abort_jobs
+        if abort:
+            keys.append(abort_jobs_ss)
+        now = timestamp_ms()
+        args = [now, int(self.in_progress_timeout_s * 1000), "1" if abort else "0", *job_ids]
         out = await self._claim_script(keys=keys, args=args)
-        return {out[i].decode(): int(float(out[i + 1])) for i in range(0, len(out), 2)}
+        per = 5 if abort else 4
+        return {
+            out[i].decode(): (
+                int(float(out[i + 1])),
+                out[i + 2],
+                int(out[i + 3]),
+                int(out[i + 4]) if abort else 0,
+            )
+            for i in range(0, len(out), per)
+        }
+
+    def _pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        """The pool's ``pipeline``: arq's own, except for the first pipeline of a ``run_job``
+        task created right after its claim, which the claim already answered."""
+        started = _STARTED.get()
+        if started is not None:
+            _STARTED.set(None)
+            return _AnsweredStart(*started)
+        return ArqRedis.pipeline(self.pool, transaction, shard_hint)
 
 
 def _queue_finish(
