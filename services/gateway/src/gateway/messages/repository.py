@@ -55,8 +55,11 @@ class Claimed:
     request: dict[str, Any] | None  # None from ``claim``: the caller holds the message
 
 
-# One statement for the whole batch: the rows arrive as arrays (one bind per column, not per
-# row), ordered by key so concurrent claimers lock in one order (no deadlocks). The requests
+# One statement per chunk of a batch: the rows arrive as arrays (one bind per column, not per
+# row), ordered by key so concurrent claimers lock in one order (no deadlocks). The order is
+# the keys' code points (``COLLATE "C"``, whatever the database's collation): the service
+# sorts a batch's keys the same way in Python before cutting it into statements (decision
+# 0060), so a key in an earlier statement is never after one in a later statement. The requests
 # travel as one value, their JSON joined by newlines (see ``join_json``), and are stored as
 # text, byte for byte the document that was hashed (decision 0055). A stored key is
 # taken over only with the same request hash and a retryable state: not final (transient_error,
@@ -74,7 +77,7 @@ FROM unnest(CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:hashes AS text[])
     CAST(:actions AS text[]),
     CAST(:providers AS text[]), CAST(:recipients AS text[]))
     AS r(id, idempotency_key, request_hash, request, channel, action, provider, recipient)
-ORDER BY r.idempotency_key
+ORDER BY r.idempotency_key COLLATE "C"
 ON CONFLICT (idempotency_key) DO UPDATE SET
     status = 'in_progress',
     provider = excluded.provider,

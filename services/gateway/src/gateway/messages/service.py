@@ -201,7 +201,8 @@ class MessageService:
         first: dict[str, int] = {}
         for i, item in enumerate(items):
             first.setdefault(item.idempotency_key, i)
-        # in key order: the order the claim locks them in, and its chunks are runs of the buffer
+        # in key (code point) order: the order the claim locks them in, also across its
+        # statements, whose requests are then consecutive runs of the buffer
         primaries = sorted(first.values(), key=lambda i: items[i].idempotency_key)
         documents = RequestDocuments([items[i].message for i in primaries])
         hashes: dict[int, str] = {}
