@@ -3,6 +3,7 @@ import uuid
 
 import httpx
 import pytest
+from notifier.events.service import validate
 from notifier.models import Event, EventStatus
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -185,3 +186,19 @@ class TestOps:
         await client.get("/healthz")
         r = await client.get("/metrics")
         assert "http_requests_total" in r.text
+
+
+class TestValidate:
+    """``service.validate`` as the worker calls it (the NUL walk only when orjson's text may
+    hold one)."""
+
+    def test_a_nul_in_a_nested_key_or_value_is_found(self) -> None:
+        body = event_body("client.created_by_offer")
+        body["payload"] = {"k\x00": "v", "ok": ["a", "b\x00"]}
+        checked = validate(body)
+        assert checked.event is None
+        assert {e["loc"] for e in checked.errors or []} == {"payload.k\x00", "payload.ok.1"}
+
+    def test_the_text_backslash_u0000_is_no_nul(self) -> None:
+        body = {**event_body("client.created_by_offer"), "trace_id": "\\u0000"}
+        assert validate(body).event is not None
