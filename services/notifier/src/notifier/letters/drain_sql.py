@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -18,29 +19,15 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notifier.letters import repository
 from notifier.letters.repository import Claimed
 
-#: ``repository._CLAIM_DUE_SQL`` with the context as text (keep the two in step)
-_CLAIM_DUE_SQL = """
-WITH due AS (
-    SELECT id FROM notifier.letters
-    WHERE status = 'scheduled' AND send_at <= :now
-    ORDER BY send_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-), stale AS (
-    SELECT id FROM notifier.letters
-    WHERE status = 'sending' AND lease_until <= :now
-    ORDER BY lease_until
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE notifier.letters AS l
-SET status = 'sending', lease_until = :lease_until, lease_token = :token, updated_at = :now
-WHERE l.id IN (SELECT id FROM due UNION ALL SELECT id FROM stale)
-RETURNING l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
-    CAST(l.context AS text), l.attempts, l.send_at, l.expires_at, l.lease_token
-"""
+#: ``repository``'s claim with the context returned as text: derived from its statement, so
+#: the two cannot drift apart (the ``RETURNING`` list stays in ``Claimed``'s field order)
+_CLAIM_DUE_SQL = repository._CLAIM_DUE_SQL.replace("l.context,", "CAST(l.context AS text),", 1)
+if _CLAIM_DUE_SQL.count("CAST(l.context AS text)") != 1:  # pragma: no cover - loud at import
+    raise RuntimeError("drain_sql: repository's claim no longer returns l.context")
+_CONTEXT = [f.name for f in fields(Claimed)].index("context")
 
 
 async def claim_due(
@@ -56,11 +43,13 @@ async def claim_due(
         text(_CLAIM_DUE_SQL),
         {"now": now, "lease_until": lease_until, "token": token, "limit": limit},
     )
-    loads = loads_exact
-    return [
-        Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], loads(r[7]), r[8], r[9], r[10], r[11])
-        for r in result
-    ]
+    at = _CONTEXT
+    out = []
+    for row in result:
+        values = list(row)
+        values[at] = loads_exact(values[at])
+        out.append(Claimed(*values))
+    return out
 
 
 #: every ASCII digit to ``0``, every other byte to a space: 19 zeros in the translated text mean
