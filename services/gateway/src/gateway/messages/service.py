@@ -57,7 +57,7 @@ class Resolution(enum.StrEnum):
     conflict = "conflict"  # the key was used with a different body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per message (decision 0061)
 class ItemResult:
     resolution: Resolution
     result: SendResultOut
