@@ -175,6 +175,25 @@ class TestHandleMany:
         async with letter_engine.sessionmaker() as s:
             assert await s.get(Event, event.id) is None
 
+    async def test_the_batch_statements_also_run_in_a_sessions_transaction(
+        self, letter_engine: Engine
+    ) -> None:
+        """``driver(session)``: the statements join the session's transaction (BEGIN sent
+        first), so the session's rollback and commit decide for them."""
+        events = [parse_event(event_body("client.created_by_offer")) for _ in range(2)]
+        async with letter_engine.sessionmaker() as s:
+            fresh = await events_repository.insert_received_many(s, events, source="queue")
+            assert fresh == {e.id for e in events}
+            await s.rollback()
+        async with session_scope(letter_engine.sessionmaker) as s:
+            assert await events_repository.statuses(s, [e.id for e in events]) == {}
+            await events_repository.insert_received_many(s, events[:1], source="queue")
+            await events_repository.mark_many(s, [events[0].id], EventStatus.failed)
+        async with session_scope(letter_engine.sessionmaker) as s:
+            assert await events_repository.statuses(s, [e.id for e in events]) == {
+                events[0].id: EventStatus.failed
+            }
+
     async def test_two_events_of_one_client_are_refused(self, letter_engine: Engine) -> None:
         processor = batch_processor(letter_engine)
         events = [parse_event(event_body("client.created_by_offer")) for _ in range(2)]
