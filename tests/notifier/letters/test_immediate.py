@@ -58,3 +58,63 @@ class TestImmediateSends:
         await ImmediateSends(letter_engine.sender, window=0, max_batch=2).send(ids)
         assert gateway.calls == 2
         assert len(gateway.sent) == 3
+
+
+class SlowFirstSend:
+    """The sender's first ``send_now`` hangs until ``release`` is set (a gateway call that
+    hangs); every call is recorded and then runs for real."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.release = asyncio.Event()
+        self.first_started = asyncio.Event()
+        self.started: list[list[int]] = []
+        self.real = engine.sender.send_now
+        engine.sender.send_now = self.send_now  # type: ignore[method-assign]
+
+    async def send_now(self, ids: list[int]) -> object:
+        self.started.append(list(ids))
+        if len(self.started) == 1:
+            self.first_started.set()
+            await self.release.wait()
+        return await self.real(ids)
+
+
+class TestSendsInFlight:
+    async def test_a_slow_send_does_not_hold_back_the_next_batch(
+        self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
+    ) -> None:
+        """Decision 0078: letters handed over while a gateway call hangs go out in their own
+        call at once; each caller returns when its own letters are sent; none twice."""
+        ids = await due_letters(letter_engine, upstream, 3)
+        slow = SlowFirstSend(letter_engine)
+        sends = ImmediateSends(letter_engine.sender, window=0.001, max_in_flight=2)
+        first = asyncio.create_task(sends.send([ids[0]]))
+        await asyncio.wait_for(slow.first_started.wait(), 2)
+        await asyncio.wait_for(sends.send(ids[1:]), 5)  # finishes while the first hangs
+        assert not first.done()
+        assert slow.started == [[ids[0]], ids[1:]]
+        assert len(gateway.sent) == 2
+        slow.release.set()
+        await first
+        await sends.aclose()
+        assert gateway.calls == 2
+        assert sorted(i["idempotency_key"] for i in gateway.sent) == sorted(
+            f"letter-{i}" for i in ids
+        )
+
+    async def test_when_every_slot_is_busy_ids_wait_and_gather_into_one_batch(
+        self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
+    ) -> None:
+        ids = await due_letters(letter_engine, upstream, 3)
+        slow = SlowFirstSend(letter_engine)
+        sends = ImmediateSends(letter_engine.sender, window=0.001, max_in_flight=1)
+        first = asyncio.create_task(sends.send([ids[0]]))
+        await asyncio.wait_for(slow.first_started.wait(), 2)
+        later = [asyncio.create_task(sends.send([i])) for i in ids[1:]]
+        await asyncio.sleep(0.05)
+        assert len(slow.started) == 1  # the only slot is taken: nothing else is sent meanwhile
+        assert not any(t.done() for t in later)
+        slow.release.set()
+        await asyncio.gather(first, *later)
+        assert slow.started == [[ids[0]], ids[1:]]  # the waiting ids went out together
+        assert len(gateway.sent) == 3

@@ -38,6 +38,9 @@ class NotifierSettings(ServiceSettings):
     immediate_send_window: float = Field(
         0.01, ge=0, description="Seconds immediate sends of concurrent events are coalesced."
     )
+    immediate_send_max_in_flight: int = Field(
+        4, ge=1, description="Most coalesced immediate sends (gateway calls) running at once."
+    )
     worker_metrics_port: int = Field(
         9101, description="Port of the worker's Prometheus /metrics (0 disables)."
     )

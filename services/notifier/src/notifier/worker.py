@@ -187,6 +187,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         ctx["sender"],
         window=settings.immediate_send_window,
         max_batch=settings.gateway_batch_size,
+        max_in_flight=settings.immediate_send_max_in_flight,
     )
     ctx["processor"] = build_processor(ctx)
     ctx["batcher"] = build_batcher(ctx)
