@@ -20,7 +20,12 @@ class NotifierSettings(ServiceSettings):
         5_000_000, ge=1024, description="Largest request body accepted by POST /v1/events (413)."
     )
     worker_max_jobs: int = Field(200, ge=1, description="arq max_jobs per worker process.")
-    worker_poll_delay: float = Field(0.05, gt=0, description="arq poll delay in seconds.")
+    worker_poll_delay: float = Field(
+        0.01,
+        gt=0,
+        description="arq poll delay in seconds: a queued event waits up to this long to start "
+        "(one Redis read per poll when idle).",
+    )
     worker_job_timeout: int = Field(120, ge=1, description="Seconds before arq cancels a job.")
     worker_max_tries: int = Field(8, ge=1, description="arq max tries for handle_event.")
     worker_group_commit: bool = Field(
@@ -36,7 +41,7 @@ class NotifierSettings(ServiceSettings):
         5.0, ge=0, description="Event processing sees a letter settings change within this (s)."
     )
     immediate_send_window: float = Field(
-        0.01, ge=0, description="Seconds immediate sends of concurrent events are coalesced."
+        0.005, ge=0, description="Seconds immediate sends of concurrent events are coalesced."
     )
     immediate_send_max_in_flight: int = Field(
         4, ge=1, description="Most coalesced immediate sends (gateway calls) running at once."
