@@ -313,3 +313,43 @@ class TestEventBatcher:
         outcomes = await asyncio.gather(batcher.handle(missing), batcher.handle(known))
         assert outcomes == ["failed", "processed"]
         assert len(await letter_engine.letters()) == 1
+
+
+class TestJobsDoNotWaitForTheirSends:
+    async def test_a_job_returns_at_commit_while_its_immediate_send_hangs(
+        self, letter_engine: Engine, upstream: Upstream
+    ) -> None:
+        """Decision 0079: the job's outcome is set when its batch commits; the immediate send
+        runs after it (a crash there leaves the letter committed, scheduled and due: the drain
+        sends it). Closing the batcher waits for the send."""
+        from notifier.letters.immediate import ImmediateSends
+
+        release = asyncio.Event()
+        started = asyncio.Event()
+        real = letter_engine.sender.send_now
+
+        async def hanging(ids: list[int]) -> object:
+            started.set()
+            await release.wait()
+            return await real(ids)
+
+        letter_engine.sender.send_now = hanging  # type: ignore[method-assign]
+        processor = batch_processor(letter_engine)
+        processor.immediate = ImmediateSends(letter_engine.sender, window=0)
+        batcher = EventBatcher(letter_engine.sessionmaker, processor, window=0.001)
+        upstream.add_client("c-now")
+        body = event_body(
+            "client.activated",
+            client_id="c-now",
+            payload={"payment_type": "prepaid", "service": "taxi"},
+        )
+        body["occurred_at"] = START.isoformat()
+        outcome = await asyncio.wait_for(batcher.handle(body), 5)
+        assert outcome == "processed"
+        await asyncio.wait_for(started.wait(), 5)  # the send is under way, the job is done
+        (letter,) = await letter_engine.letters(letter="ActivateClientNotice")
+        assert letter.status.value == "scheduled"
+        release.set()
+        await batcher.aclose()
+        (letter,) = await letter_engine.letters(letter="ActivateClientNotice")
+        assert letter.status.value == "sent"

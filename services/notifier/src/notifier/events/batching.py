@@ -9,7 +9,8 @@ one transaction: one multi-row insert of the events (stored ``processed`` at onc
 transaction processes them), one status read of the ids already stored, the processor's
 ``process_many`` (locks in a stable order, one statement per kind of read and write), and an
 update marking processed only the events stored earlier as ``processing``. After the commit,
-the after-commit actions run (the coalesced immediate sends) and each job gets its outcome.
+each job gets its outcome and the after-commit actions (the coalesced immediate sends) run
+without holding the jobs (decision 0079); ``aclose`` waits for them.
 
 - If the batch transaction fails for any reason, every event of it is handled again alone by
   ``service.handle_event`` (its own transaction), so one bad event does not fail the others and
@@ -210,12 +211,12 @@ class EventBatcher:
     async def _finish(
         self, batch: list[_Pending], outcomes: list[Outcome], after_commit: Sequence[AfterCommit]
     ) -> None:
-        try:
-            await service.run_after_commit(after_commit)
-        finally:
-            for item, outcome in zip(batch, outcomes, strict=True):
-                if not item.done.done():
-                    item.done.set_result(outcome)
+        # the jobs are done at commit: their letters are stored; if the process dies before the
+        # sends below, the letters are due and the drain sends them (decision 0079)
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if not item.done.done():
+                item.done.set_result(outcome)
+        await service.run_after_commit(after_commit)
 
     async def _one_by_one(self, batch: list[_Pending]) -> None:
         for item in batch:
