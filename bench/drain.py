@@ -220,6 +220,11 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                 results.setdefault(workers, []).append(
                     pool.round(expected=n, cap=cfg.drain_cap, workers=workers, gateway=gw)
                 )
+                # flatness is judged from here on: the first round warms the gateway up
+                # (connections, caches, allocator arenas), the later ones must not grow it
+                memory.MARKS.setdefault(
+                    "gateway_after_first_drain", env.sup.sampler.rss_mb(gw.pid) or 0.0
+                )
         for i in range(cfg.runs):
             base = raw_claim_rate(env, tpls, n, cap=cfg.drain_cap)
             w1, w2 = results[1][i], results[2][i]

@@ -45,5 +45,9 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     }
     before, after = MARKS.get("gateway_before_drain"), MARKS.get("gateway_after_drain")
     if before and after:
-        out["gateway_after_over_before_drain"] = round(after / before, 3)
+        out["gateway_after_over_before_drain"] = round(after / before, 3)  # warm-up included
+    first = MARKS.get("gateway_after_first_drain")
+    if first and after:
+        # "flat": RSS after the last drain round over RSS after the first one
+        out["gateway_growth_after_first_drain"] = round(after / first, 3)
     return out

@@ -125,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     mem = out["results"].get("memory", {})
     if mem.get("peaks_mb"):
         peaks = ", ".join(f"{role} {mb:.1f}" for role, mb in sorted(mem["peaks_mb"].items()))
-        flat = mem.get("gateway_after_over_before_drain")
-        tail = f"; gateway after/before drain {flat}" if flat else ""
+        cold = mem.get("gateway_after_over_before_drain")
+        flat = mem.get("gateway_growth_after_first_drain")
+        tail = f"; gateway after/before the drains {cold}" if cold else ""
+        tail += f", after the last / after the first drain round {flat}" if flat else ""
         print(f"\npeak RSS (MB): {peaks}{tail}")
     print(f"\nwrote {args.out} in {out['wall_seconds']} s")
     return 0

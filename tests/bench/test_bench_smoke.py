@@ -55,3 +55,30 @@ class TestSchema:
         )
         assert "intake" in text
         assert "skipped" in text
+
+
+class TestMemoryFlatness:
+    def test_growth_is_judged_after_the_first_drain_round(self) -> None:
+        """Warm-up (the first round) is reported apart from growth over the later rounds."""
+        from types import SimpleNamespace
+
+        from bench import memory
+
+        sampler = SimpleNamespace(peaks={"gateway": 110.0}, hwm={"gateway": 111.0})
+        env = SimpleNamespace(sup=SimpleNamespace(sampler=sampler))
+        marks = {
+            "gateway_before_drain": 87.0,
+            "gateway_after_first_drain": 97.0,
+            "gateway_after_drain": 98.0,
+        }
+        saved = dict(memory.MARKS)
+        memory.MARKS.clear()
+        memory.MARKS.update(marks)
+        try:
+            out = memory.run(env, None)  # type: ignore[arg-type]
+        finally:
+            memory.MARKS.clear()
+            memory.MARKS.update(saved)
+        assert out["value"] == 111.0
+        assert out["gateway_after_over_before_drain"] == round(98 / 87, 3)
+        assert out["gateway_growth_after_first_drain"] == round(98 / 97, 3)
