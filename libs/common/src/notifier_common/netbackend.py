@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, cast
 
 import httpcore
@@ -200,20 +200,9 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(
-                    _Protocol,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        _apply(transport, socket_options)
-        return AsyncioStream(transport, protocol)
+        local = (local_address, 0) if local_address else None
+        connecting = loop.create_connection(_Protocol, host, port, local_addr=local)
+        return await _connected(connecting, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -221,24 +210,28 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        _apply(transport, socket_options)
-        return AsyncioStream(transport, protocol)
+        connecting = asyncio.get_running_loop().create_unix_connection(_Protocol, path)
+        return await _connected(connecting, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def _apply(transport: asyncio.Transport, options: Iterable[SocketOption] | None) -> None:
-    if not options:
-        return
-    sock: socket.socket = transport.get_extra_info("socket")
-    for option in options:
-        sock.setsockopt(*option)
+async def _connected(
+    connecting: Coroutine[Any, Any, tuple[asyncio.Transport, _Protocol]],
+    timeout: float | None,
+    options: Iterable[SocketOption] | None,
+) -> AsyncioStream:
+    """Await a loop connection with httpcore's timeout and errors, then apply socket options."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await connecting
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
+    if options:
+        sock: socket.socket = transport.get_extra_info("socket")
+        for option in options:
+            sock.setsockopt(*option)
+    return AsyncioStream(transport, protocol)

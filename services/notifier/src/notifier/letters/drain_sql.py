@@ -1,8 +1,8 @@
 """The drain's own claim query: contexts as JSON text, decoded exactly and fast (decision 0065).
 
-``repository.claim_due`` returns each context decoded by the engine's jsonb codec
-(stdlib ``json.loads``, ~10 % of the drain worker's CPU in the issue 7 profile). Here the same
-claim returns ``context::text`` and :func:`loads_exact` decodes it: orjson, unless the text holds
+Through the engine's jsonb codec each context was decoded by stdlib ``json.loads`` (~10 % of
+the drain worker's CPU in the issue 7 profile). Here the repository's claim statement returns
+``context::text`` and :func:`loads_exact` decodes it: orjson, unless the text holds
 a run of 19 or more digits, where the standard library decodes it, so an integer beyond 64 bits
 stays an exact ``int`` (orjson would make it a float, decision 0058).
 """
@@ -38,7 +38,8 @@ async def claim_due(
     token: uuid.UUID,
     limit: int,
 ) -> list[Claimed]:
-    """``repository.claim_due``: the same rows, the same ``Claimed`` values."""
+    """Claim due scheduled letters and letters whose lease ran out (a crashed worker's): the
+    repository's claim statement, with each context decoded by :func:`loads_exact`."""
     result = await session.execute(
         text(_CLAIM_DUE_SQL),
         {"now": now, "lease_until": lease_until, "token": token, "limit": limit},

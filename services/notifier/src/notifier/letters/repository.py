@@ -484,22 +484,6 @@ def _claimed(rows: Iterable[Any]) -> list[Claimed]:
     return [Claimed(*row) for row in rows]
 
 
-async def claim_due(
-    session: AsyncSession,
-    *,
-    now: datetime,
-    lease_until: datetime,
-    token: uuid.UUID,
-    limit: int,
-) -> list[Claimed]:
-    """Claim due scheduled letters and letters whose lease ran out (a crashed worker's)."""
-    result = await session.execute(
-        text(_CLAIM_DUE_SQL),
-        {"now": now, "lease_until": lease_until, "token": token, "limit": limit},
-    )
-    return _claimed(result)
-
-
 async def claim_ids(
     session: AsyncSession,
     ids: Sequence[int],
