@@ -49,16 +49,30 @@ async def paced(env: BenchEnv, rate: int, seconds: float, tag: str) -> int:
     return sent
 
 
-#: until the gateway accepted: its own sent_at (stored when the provider took the message); the
-#: letter's sent_at is the moment the notifier started that send, so it would leave the call out
+#: per event, until the gateway accepted the last of its letters (a client with two addresses
+#: gets two): the gateway's own sent_at (stored when the provider took the message); the
+#: letter's sent_at is the moment the notifier started that send, so it would leave the call out.
+#: An event counts once all its letters are sent (rows = events, compared with ``published``).
 LAT_SQL = """
-SELECT e.client_id,
-       extract(epoch FROM (GREATEST(m.sent_at, l.sent_at) - e.occurred_at)) * 1000 AS ms
+SELECT e.id,
+       max(extract(epoch FROM (GREATEST(m.sent_at, l.sent_at) - e.occurred_at))) * 1000 AS ms,
+       max(extract(epoch FROM (e.processed_at - e.occurred_at))) * 1000 AS stored_ms,
+       max(extract(epoch FROM (m.created_at - e.occurred_at))) * 1000 AS at_gateway_ms
 FROM notifier.events e
-JOIN notifier.letters l ON l.event_id = e.id AND l.letter = $1 AND l.status = 'sent'
+JOIN notifier.letters l ON l.event_id = e.id AND l.letter = $1
 LEFT JOIN gateway.messages m ON m.idempotency_key = 'letter-' || l.id
 WHERE e.client_id LIKE $2
+GROUP BY e.id
+HAVING bool_and(l.status = 'sent')
 """
+
+#: where the time goes, from the publish (each in ms after ``occurred_at``; delivered letters only):
+#: ``stored_ms`` = the start of the group-commit transaction that stored the event and created
+#: its letter (queue wait, job start, enrichment and the batch window before it);
+#: ``at_gateway_ms`` = the start of the gateway's transaction that stored the message (commit,
+#: immediate-send window, claim, render and the HTTP call before it); the rest is the provider
+#: and the gateway marking it sent.
+STAGES = ("stored_ms", "at_gateway_ms")
 
 
 def one_run(env: BenchEnv, cfg: Config, tag: str) -> dict[str, Any]:
@@ -72,6 +86,14 @@ def one_run(env: BenchEnv, cfg: Config, tag: str) -> dict[str, Any]:
             break
         time.sleep(0.5)
     delivered = [float(r["ms"]) for r in rows]
+    stages: dict[str, dict[str, float]] = {}
+    for stage in STAGES:
+        vals = [float(r[stage]) for r in rows if r[stage] is not None]
+        if vals:
+            stages[stage] = {
+                "p50": round(stats.percentile(vals, 50), 1),
+                "p99": round(stats.percentile(vals, 99), 1),
+            }
     missing = published - len(delivered)
     # an undelivered event has waited at least this long (lower bound)
     waited_ms = (time.monotonic() - end_publish) * 1000
@@ -83,6 +105,7 @@ def one_run(env: BenchEnv, cfg: Config, tag: str) -> dict[str, Any]:
         "published": published,
         "delivered": len(delivered),
         "lower_bound": missing > 0,
+        "stages": stages,
     }
 
 
@@ -125,4 +148,12 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         vals = [r[key] for r in runs if r[key] is not None]
         result[key] = stats.spread(vals) if vals else None
     result["lower_bound"] = any(r["lower_bound"] for r in runs)
+    result["stages"] = {
+        stage: {
+            q: stats.spread([r["stages"][stage][q] for r in runs if stage in r["stages"]])
+            for q in ("p50", "p99")
+        }
+        for stage in STAGES
+        if any(stage in r["stages"] for r in runs)
+    }
     return result

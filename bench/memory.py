@@ -42,6 +42,8 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         "sampled_peaks_mb": sampled,
         "vmhwm_mb": {k: round(v, 1) for k, v in sampler.hwm.items() if k in ROLES},
         "marks_mb": {k: round(v, 1) for k, v in MARKS.items()},
+        # which process of a role peaked: "<seq>-<role> (<workload that started it>)"
+        "per_process_mb": {k: round(v, 1) for k, v in sorted(sampler.proc_peaks.items())},
     }
     before, after = MARKS.get("gateway_before_drain"), MARKS.get("gateway_after_drain")
     if before and after:

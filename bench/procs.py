@@ -67,6 +67,8 @@ class Supervisor:
         self.procs: list[Proc] = []
         self.sampler = RssSampler()
         self._seq = 0
+        #: the workload running now; names each started process in the per-process peaks
+        self.workload = ""
 
     def start(
         self,
@@ -92,7 +94,8 @@ class Supervisor:
         proc = Proc(role, popen, log_path, log)
         self.procs.append(proc)
         if sample:
-            self.sampler.watch(role, popen.pid)
+            label = f"{self._seq:02d}-{role}" + (f" ({self.workload})" if self.workload else "")
+            self.sampler.watch(role, popen.pid, label=label)
         return proc
 
     def stop(self, proc: Proc, *, timeout: float = 15.0) -> int | None:
@@ -163,15 +166,20 @@ class RssSampler:
         self.interval = interval
         self.peaks: dict[str, float] = {}
         self.hwm: dict[str, float] = {}  # the kernel's peak RSS (VmHWM): spikes between samples
+        #: per started process ("07-worker (drain)": its log file and the workload that started
+        #: it): the larger of its sampled RSS and VmHWM, so a role's peak can be traced to a run
+        self.proc_peaks: dict[str, float] = {}
+        self._labels: dict[int, str] = {}
         self.series: dict[int, list[tuple[float, float]]] = {}
         self._roles: dict[int, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def watch(self, role: str, pid: int) -> None:
+    def watch(self, role: str, pid: int, *, label: str = "") -> None:
         with self._lock:
             self._roles[pid] = role
+            self._labels[pid] = label or f"{role} {pid}"
             self.series.setdefault(pid, [])
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
@@ -206,6 +214,8 @@ class RssSampler:
                 self.peaks[role] = max(self.peaks.get(role, 0.0), mb)
                 if hwm is not None:
                     self.hwm[role] = max(self.hwm.get(role, 0.0), hwm)
+                label = self._labels.get(pid, role)
+                self.proc_peaks[label] = max(self.proc_peaks.get(label, 0.0), mb, hwm or 0.0)
         return mb
 
     def _loop(self) -> None:

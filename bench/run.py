@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         out["machine"] = machine_info(env)
         for name in [w for w in WORKLOADS if w in selected]:
             print(f"== {name}", file=sys.stderr, flush=True)
+            env.sup.workload = name
             out["results"][name] = run_workload(name, env, cfg)
             print(table({name: out["results"][name]}), file=sys.stderr, flush=True)
             partial = {k: v for k, v in out.items() if k != "results"} | out["results"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from bench import stats
@@ -64,7 +67,11 @@ class TestMemoryFlatness:
 
         from bench import memory
 
-        sampler = SimpleNamespace(peaks={"gateway": 110.0}, hwm={"gateway": 111.0})
+        sampler = SimpleNamespace(
+            peaks={"gateway": 110.0},
+            hwm={"gateway": 111.0},
+            proc_peaks={"03-gateway (drain)": 111.0},
+        )
         env = SimpleNamespace(sup=SimpleNamespace(sampler=sampler))
         marks = {
             "gateway_before_drain": 87.0,
@@ -82,3 +89,28 @@ class TestMemoryFlatness:
         assert out["value"] == 111.0
         assert out["gateway_after_over_before_drain"] == round(98 / 87, 3)
         assert out["gateway_growth_after_first_drain"] == round(98 / 97, 3)
+        assert out["per_process_mb"] == {"03-gateway (drain)": 111.0}
+
+    def test_each_process_peak_is_named_by_the_workload_that_started_it(
+        self, tmp_path: Path
+    ) -> None:
+        """A role's peak can be traced to the process (and workload) that reached it."""
+        import sys
+
+        from bench.procs import Supervisor
+
+        sup = Supervisor(tmp_path)
+        sup.workload = "drain"
+        hold = "import time; x = bytearray(40 << 20); x[::4096] = b'1' * len(x[::4096]); "
+        proc = sup.start("worker", [sys.executable, "-c", hold + "time.sleep(30)"], env={})
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                sup.sampler.sample_now(proc.pid)
+                if sup.sampler.proc_peaks.get("01-worker (drain)", 0.0) >= 40:
+                    break
+                time.sleep(0.1)
+        finally:
+            sup.stop_all()
+        assert sup.sampler.proc_peaks["01-worker (drain)"] >= 40
+        assert sup.sampler.peaks["worker"] <= sup.sampler.proc_peaks["01-worker (drain)"]
