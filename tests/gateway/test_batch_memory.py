@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from gateway.app import MIDDLE_GENERATION_THRESHOLD
 from gateway.messages import service
 from gateway.messages.repository import join_json
 from gateway.messages.service import RequestDocuments, request_hash, request_json
 from gateway.models import LoggedMessage, MessageRecord
 from gateway.providers.base import Message
+from notifier_common.collector import MIDDLE_GENERATION_THRESHOLD
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 

@@ -510,6 +510,30 @@ class TestNotifierWorker:
         finally:
             await worker.shutdown(ctx)
 
+    async def test_startup_freezes_its_objects_and_shutdown_restores_the_collector(
+        self, settings: NotifierSettings
+    ) -> None:
+        """Decision 0080: a full collection no longer walks what start-up built (70-90 ms per
+        full collection unfrozen, every event in flight waited); the middle generation is
+        collected less often; the process's own collector settings come back on shutdown."""
+        import gc
+
+        from notifier_common.collector import MIDDLE_GENERATION_THRESHOLD
+
+        before = gc.get_threshold()
+        assert gc.get_freeze_count() == 0
+        ctx: dict[str, object] = {"settings": settings}
+        await worker.startup(ctx)
+        try:
+            assert gc.get_freeze_count() > 10_000
+            young, middle, old = gc.get_threshold()
+            assert (young, old) == (before[0], before[2])
+            assert middle == max(before[1], MIDDLE_GENERATION_THRESHOLD)
+        finally:
+            await worker.shutdown(ctx)
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == before
+
 
 def test_use_uvloop_makes_the_next_worker_run_on_uvloop() -> None:
     """``notifier worker`` calls ``use_uvloop()`` before building arq's Worker, which takes

@@ -263,6 +263,46 @@ class TestCache:
         await cached.client("c1")
         assert route.call_count == 2
 
+    async def test_expired_answers_are_dropped_as_new_ones_are_stored(
+        self, cached: EnrichmentClient, clock: FakeClock
+    ) -> None:
+        """The cache holds what the last ttl seconds loaded, not max_entries stale answers."""
+        respx.get(url__regex=rf"{CLIENTS}/v1/clients/c\d+").mock(
+            side_effect=lambda request: httpx.Response(
+                200, json={**PROFILE, "id": request.url.path.rsplit("/", 1)[1]}
+            )
+        )
+        for i in range(5):
+            await cached.client(f"c{i}")
+        assert len(cached._clients) == 5
+        clock.now += 20
+        await cached.client("c5")
+        assert len(cached._clients) == 6
+        clock.now += 15  # c0..c4 expired, c5 not
+        await cached.client("c6")
+        assert len(cached._clients) == 2
+        assert (await cached.client("c5")).id == "c5"
+
+    async def test_cached_answers_are_equal_models_the_collector_does_not_walk(
+        self, cached: EnrichmentClient
+    ) -> None:
+        """Decision 0081: kept as tuples of atoms, which CPython's collector untracks; handed
+        out as the same validated model (lists as lists)."""
+        import gc
+
+        respx.get(f"{CLIENTS}/v1/clients/c1").respond(json=PROFILE)
+        respx.get(f"{BILLING}/v1/clients/c1/balance").respond(json=BALANCE)
+        first = await cached.client("c1")
+        balance = await cached.balance("c1")
+        gc.collect()  # a tuple holding a tuple is untracked one collection after the inner one
+        gc.collect()
+        assert not gc.is_tracked(cached._clients.peek("c1"))
+        assert not gc.is_tracked(cached._balances.peek("c1"))
+        again = await cached.client("c1")
+        assert again == first == ClientProfile.model_validate(PROFILE)
+        assert isinstance(again.emails, list)
+        assert await cached.balance("c1") == balance == Balance.model_validate(BALANCE)
+
     async def test_fifty_concurrent_calls_share_one_request(self, cached: EnrichmentClient) -> None:
         async def slow(request: httpx.Request) -> httpx.Response:
             await asyncio.sleep(0.05)
@@ -309,12 +349,30 @@ class TestCache:
         assert (await second).id == "c1"
         assert route.call_count == 1
 
-    async def test_fresh_skips_the_cached_value(self, cached: EnrichmentClient) -> None:
+    async def test_fresh_skips_and_drops_the_cached_value(self, cached: EnrichmentClient) -> None:
         route = respx.get(f"{BILLING}/v1/clients/c1/balance").respond(json=BALANCE)
         await cached.balance("c1")
-        await cached.balance("c1", fresh=True)
         await cached.balance("c1")
+        assert route.call_count == 1
+        await cached.balance("c1", fresh=True)
         assert route.call_count == 2
+        await cached.balance("c1")  # the fresh answer was not kept either (decision 0081)
+        assert route.call_count == 3
+
+    async def test_fresh_reads_keep_nothing_but_share_one_flight(
+        self, cached: EnrichmentClient
+    ) -> None:
+        """A drain's re-checks of thousands of distinct clients must not fill the cache."""
+
+        async def slow(request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(0.02)
+            return httpx.Response(200, json=BALANCE)
+
+        route = respx.get(url__regex=rf"{BILLING}/v1/clients/c\d+/balance").mock(side_effect=slow)
+        await asyncio.gather(*(cached.balance(f"c{i}", fresh=True) for i in range(50)))
+        await asyncio.gather(*(cached.balance("c1", fresh=True) for _ in range(5)))
+        assert route.call_count == 51
+        assert len(cached._balances) == 0
 
     async def test_cache_is_per_resource_and_id(self, cached: EnrichmentClient) -> None:
         one = respx.get(f"{CLIENTS}/v1/clients/c1").respond(json=PROFILE)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import gc
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from notifier_common.collector import collector_tuned
 from notifier_common.db import create_engine, create_sessionmaker
 from notifier_common.errors import install_error_handlers, problem
 from notifier_common.logging import configure_logging, get_logger
@@ -60,36 +60,6 @@ def _malloc_trim() -> Callable[[], object] | None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     return lambda: trim(0)
-
-
-def _freeze_startup_objects() -> None:
-    """Move every object alive after startup (modules, FastAPI, SQLAlchemy and pydantic
-    internals: ~160k objects) out of the collector's reach. A 500-message batch allocates
-    enough to trigger full collections, each of which walked all of them (decision 0057).
-    No collection first: freezing is O(1), a full collection here cost every test that starts
-    the app ~0.2 s, and startup leaves little garbage."""
-    gc.freeze()
-
-
-#: Young collections per collection of the middle generation (CPython's default: 10). A batch's
-#: models and rows live through the whole request, so they reach the middle generation and each
-#: of its collections walked all of them again: ~2 per batch of 500, 8-15 us of CPU per letter.
-#: With 100, one every few batches (decision 0061).
-MIDDLE_GENERATION_THRESHOLD = 100
-
-
-@contextmanager
-def _collector_tuned() -> Iterator[None]:
-    """Startup objects frozen (:func:`_freeze_startup_objects`) and the middle generation
-    collected less often, both undone on exit (tests run several apps in one process)."""
-    young, middle, old = gc.get_threshold()
-    _freeze_startup_objects()
-    gc.set_threshold(young, max(middle, MIDDLE_GENERATION_THRESHOLD), old)
-    try:
-        yield
-    finally:
-        gc.set_threshold(young, middle, old)
-        gc.unfreeze()
 
 
 class BatchGate:
@@ -190,7 +160,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             await registry.start()  # stops what it started if one provider fails
             try:
-                with _collector_tuned():
+                with collector_tuned():  # decisions 0057, 0061
                     yield
             finally:
                 await registry.aclose()

@@ -19,6 +19,7 @@ from arq.constants import (
     retry_key_prefix,
 )
 from arq.utils import timestamp_ms, to_ms
+from notifier_common.collector import tune_collector
 from notifier_common.db import create_engine, create_sessionmaker
 from notifier_common.http import create_http_client
 from notifier_common.logging import configure_logging, get_logger
@@ -191,6 +192,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["processor"] = build_processor(ctx)
     ctx["batcher"] = build_batcher(ctx)
+    # last: what start-up built is frozen out of the collector's walks (decision 0080)
+    ctx["restore_collector"] = tune_collector()
     if settings.worker_metrics_port and not ctx.get("metrics_started"):
         try:
             start_http_server(settings.worker_metrics_port, addr=settings.api_host)
@@ -202,6 +205,8 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if ctx.get("restore_collector") is not None:
+        ctx.pop("restore_collector")()
     for name in ("batcher", "immediate"):
         if ctx.get(name) is not None:
             await ctx[name].aclose()

@@ -7,10 +7,14 @@ truth: every worker process has its own, and stale-by-seconds data is acceptable
 decisions (conditions are re-checked at send time).
 
 - ``ttl > 0``: successful results are kept for ``ttl`` seconds (monotonic clock), at most
-  ``max_entries`` of them (the oldest inserted is evicted first).
+  ``max_entries`` of them (the oldest inserted is evicted first). Entries are kept in the
+  order they expire, so each store also drops the expired ones at the front: the cache holds
+  at most what the last ``ttl`` seconds loaded, not ``max_entries`` stale answers.
 - ``ttl == 0``: nothing is kept; concurrent calls for the same key still share one in-flight
   request (single-flight), which never returns data older than the request itself.
 - Errors are never cached; the callers waiting on a failed flight all get its exception.
+- ``get(..., store=False)``: a flight started by this call shares its result with the callers
+  waiting on it but does not keep it (a read that is not expected to repeat soon).
 - A caller cancelled while waiting does not cancel the shared request for the others.
 """
 
@@ -63,22 +67,25 @@ class SingleFlightCache(Generic[V]):
     def joinable(self, key: Hashable) -> bool:
         return key in self._flights
 
-    async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
-        """The cached value, else the result of the in-flight load, else a new ``load()``."""
+    async def get(
+        self, key: Hashable, load: Callable[[], Awaitable[V]], *, store: bool = True
+    ) -> V:
+        """The cached value, else the result of the in-flight load, else a new ``load()``
+        (kept when ``store`` and ``ttl > 0``)."""
         value = self.peek(key)
         if value is not None:
             return value
         flight = self._flights.get(key)
         if flight is None:
-            flight = asyncio.ensure_future(self._run(key, load))
+            flight = asyncio.ensure_future(self._run(key, load, store=store))
             flight.add_done_callback(_consume_exception)
             self._flights[key] = flight
         return await asyncio.shield(flight)
 
-    async def _run(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
+    async def _run(self, key: Hashable, load: Callable[[], Awaitable[V]], *, store: bool) -> V:
         try:
             value = await load()
-            if self.ttl > 0:
+            if store and self.ttl > 0:
                 self._store(key, value)
             return value
         finally:
@@ -86,9 +93,14 @@ class SingleFlightCache(Generic[V]):
 
     def _store(self, key: Hashable, value: V) -> None:
         self._values.pop(key, None)
-        while len(self._values) >= self.max_entries:
-            self._values.pop(next(iter(self._values)))
-        self._values[key] = (self._clock() + self.ttl, value)
+        now = self._clock()
+        values = self._values
+        while values:
+            oldest = next(iter(values))
+            if len(values) < self.max_entries and values[oldest][0] > now:
+                break
+            del values[oldest]  # expired, or the oldest when full
+        values[key] = (now + self.ttl, value)
 
 
 def _consume_exception(task: asyncio.Task[V]) -> None:
