@@ -57,6 +57,7 @@ LAT_SQL = """
 SELECT e.id,
        max(extract(epoch FROM (GREATEST(m.sent_at, l.sent_at) - e.occurred_at))) * 1000 AS ms,
        max(extract(epoch FROM (e.processed_at - e.occurred_at))) * 1000 AS stored_ms,
+       max(extract(epoch FROM (l.sent_at - e.occurred_at))) * 1000 AS send_started_ms,
        max(extract(epoch FROM (m.created_at - e.occurred_at))) * 1000 AS at_gateway_ms
 FROM notifier.events e
 JOIN notifier.letters l ON l.event_id = e.id AND l.letter = $1
@@ -69,10 +70,12 @@ HAVING bool_and(l.status = 'sent')
 #: where the time goes, from the publish (each in ms after ``occurred_at``; delivered letters only):
 #: ``stored_ms`` = the start of the group-commit transaction that stored the event and created
 #: its letter (queue wait, job start, enrichment and the batch window before it);
-#: ``at_gateway_ms`` = the start of the gateway's transaction that stored the message (commit,
-#: immediate-send window, claim, render and the HTTP call before it); the rest is the provider
-#: and the gateway marking it sent.
-STAGES = ("stored_ms", "at_gateway_ms")
+#: ``send_started_ms`` = the immediate send began (the letter's ``sent_at``: the rest of that
+#: transaction, its commit, the immediate-send window and the wait for a free send);
+#: ``at_gateway_ms`` = the start of the gateway's transaction that stored the message (claim,
+#: settings and suppressions, render, row locks and the HTTP call before it); the rest is the
+#: provider and the gateway marking it sent.
+STAGES = ("stored_ms", "send_started_ms", "at_gateway_ms")
 
 
 def one_run(env: BenchEnv, cfg: Config, tag: str) -> dict[str, Any]:

@@ -194,6 +194,21 @@ async def a_large_request_body_is_written_whole(serve: Start) -> None:
     assert received == [len(sent)]
 
 
+async def a_peer_that_stops_reading_is_a_write_timeout(serve: Start) -> None:
+    """Writes return at once while the transport takes them; once its buffer is full the
+    write waits for the peer, within the write timeout."""
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    server = await serve(deaf)
+    timeout = httpx.Timeout(5.0, write=0.3)
+    async with create_http_client(base_url=server.url) as client:
+        with pytest.raises(httpx.WriteTimeout):
+            await client.post("/", content=b"x" * (64 * 1024 * 1024), timeout=timeout)
+
+
 async def respx_still_intercepts_requests(serve: Start) -> None:
     async with create_http_client() as client:
         with respx.mock(assert_all_called=True) as router:
@@ -211,6 +226,7 @@ SCENARIOS = [
     a_large_body_arrives_whole_through_flow_control,
     a_chunked_answer_is_read,
     a_large_request_body_is_written_whole,
+    a_peer_that_stops_reading_is_a_write_timeout,
     respx_still_intercepts_requests,
 ]
 

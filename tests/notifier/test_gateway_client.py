@@ -135,6 +135,30 @@ async def test_send_encoded_posts_what_send_batch_posts() -> None:
     assert all(r.outcome == "accepted" for r in by_bytes.values())
 
 
+async def test_send_encoded_lets_go_of_the_items_before_each_call() -> None:
+    """Decision 0082: the caller's list is emptied as the bodies are built, so a drain does not
+    hold a batch's encoded letters beside the request body during the gateway call."""
+    encoded = [(item.idempotency_key, encode_item(item)) for item in items()]
+    left_at_call: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        left_at_call.append(len(encoded))
+        results = [
+            {"idempotency_key": i["idempotency_key"], "outcome": "accepted"}
+            for i in json.loads(request.content)["items"]
+        ]
+        return httpx.Response(200, json={"results": results})
+
+    async with httpx.AsyncClient() as http:
+        client = GatewayClient(http, base_url=GATEWAY, token="t", batch_size=2)
+        with respx.mock() as mock:
+            mock.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=answer)
+            results = await client.send_encoded(encoded)
+    assert left_at_call == [1, 0]  # chunk 1 (2 items) left one; chunk 2 left none
+    assert encoded == []
+    assert set(results) == {"letter-1", "letter-2", "letter-3"}
+
+
 LETTER_FIELDS: dict[str, Any] = {
     "channel": "email",
     "address": "boss@acme.example",

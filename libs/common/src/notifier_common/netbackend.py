@@ -103,6 +103,10 @@ class _Protocol(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
+
     async def drain(self) -> None:
         if not self._write_paused:
             return
@@ -141,6 +145,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError("connection closed")
         try:
             self._transport.write(buffer)
+            if not protocol.write_paused:  # the usual case: no timer, no task lookup
+                return
             async with asyncio.timeout(timeout):
                 await protocol.drain()
         except TimeoutError as exc:

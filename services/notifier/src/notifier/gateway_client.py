@@ -93,23 +93,29 @@ class GatewayClient:
             [(item.idempotency_key, encode_item(item)) for item in items]
         )
 
-    async def send_encoded(self, items: Sequence[EncodedItem]) -> dict[str, GatewayResult]:
+    async def send_encoded(self, items: list[EncodedItem]) -> dict[str, GatewayResult]:
         """``send_batch`` of items already encoded by :func:`encode_item` (decision 0059: the
-        drain keeps a letter's request JSON, not its rendered strings and models)."""
+        drain keeps a letter's request JSON, not its rendered strings and models).
+
+        Takes the list over: it is emptied as the request bodies are built, so the items'
+        bytes are freed before each call instead of being held beside the body until the
+        end (decision 0082: 2.5-3 MB per 500-letter call)."""
         results: dict[str, GatewayResult] = {}
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start : start + self.batch_size]
+        while items:
+            chunk = items[: self.batch_size]
+            del items[: self.batch_size]
             results.update(await self._send_chunk(chunk))
         return results
 
-    async def _send_chunk(self, items: Sequence[EncodedItem]) -> dict[str, GatewayResult]:
+    async def _send_chunk(self, items: list[EncodedItem]) -> dict[str, GatewayResult]:
         body = join_items([encoded for _, encoded in items])
         keys = [key for key, _ in items]
+        items.clear()  # the body holds the bytes now
         started = time.perf_counter()
         try:
             response = await self._http.post(self._url, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            log.warning("gateway.transport_error", error=repr(exc)[:300], items=len(items))
+            log.warning("gateway.transport_error", error=repr(exc)[:300], items=len(keys))
             return _all(keys, "transient_error", code="gateway_unreachable", reason=repr(exc))
         elapsed = int((time.perf_counter() - started) * 1000)
         if response.status_code != 200:

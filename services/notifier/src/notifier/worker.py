@@ -193,7 +193,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["processor"] = build_processor(ctx)
     ctx["batcher"] = build_batcher(ctx)
     # last: what start-up built is frozen out of the collector's walks (decision 0080)
-    ctx["restore_collector"] = tune_collector()
+    ctx["restore_collector"] = tune_collector(middle_threshold=None)
     if settings.worker_metrics_port and not ctx.get("metrics_started"):
         try:
             start_http_server(settings.worker_metrics_port, addr=settings.api_host)
