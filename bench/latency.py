@@ -19,7 +19,7 @@ from typing import Any
 from notifier_common.events import ClientActivated, ClientActivatedPayload
 from notifier_common.publisher import connect, publish
 
-from bench import drain, processing, stats
+from bench import drain, letters, processing, stats
 from bench.config import Config
 from bench.env import QUEUE, BenchEnv
 
@@ -116,6 +116,10 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     missing = drain.prerequisite()
     if missing:
         return stats.skipped(missing)
+    # A clean slate: letters the earlier workloads left due (capped processing runs commit
+    # immediate letters they never send) would be drained by this worker's per-minute cron in
+    # the middle of the runs, and the measurement would be of that drain.
+    letters.reset(env)
     services = drain.start_services(env)
     worker = processing.real_worker(env)
     runs: list[dict[str, Any]] = []

@@ -72,18 +72,19 @@ async def test_claim_and_prepare_take_turns_while_batches_overlap_at_the_gateway
     await schedule_offer_reminders(letter_engine, upstream, 6)
     configure(letter_engine.sender, batch_size=2, concurrency=3)
     preparing, most_preparing, at_gateway, most_at_gateway = 0, 0, 0, 0
-    original_prepare, original_claim = letter_engine.sender._prepare, letter_engine.sender.claim
+    sender = letter_engine.sender
+    original_prepare, original_claim = sender._prepare, sender._claim_and_look_up
     claims = 0
     another_claimed = asyncio.Event()
 
-    async def claim(*, now: Any) -> list[Claimed]:
+    async def claim(*, now: Any) -> Any:
         nonlocal claims
         claims += 1
         if claims >= 2:
             another_claimed.set()
         return await original_claim(now=now)
 
-    async def prepare(claimed: list[Claimed], *, now: Any) -> Any:
+    async def prepare(claimed: list[Claimed], lookups: Any, *, now: Any) -> Any:
         nonlocal preparing, most_preparing
         preparing += 1
         most_preparing = max(most_preparing, preparing)
@@ -92,7 +93,7 @@ async def test_claim_and_prepare_take_turns_while_batches_overlap_at_the_gateway
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(another_claimed.wait(), 0.3)
         try:
-            return await original_prepare(claimed, now=now)
+            return await original_prepare(claimed, lookups, now=now)
         finally:
             preparing -= 1
 
@@ -109,8 +110,8 @@ async def test_claim_and_prepare_take_turns_while_batches_overlap_at_the_gateway
         at_gateway -= 1
         return gateway.handle(request)
 
-    letter_engine.sender._prepare = prepare  # type: ignore[method-assign]
-    letter_engine.sender.claim = claim  # type: ignore[method-assign]
+    sender._prepare = prepare  # type: ignore[method-assign]
+    sender._claim_and_look_up = claim  # type: ignore[method-assign]
     router.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=slow_gateway)
     report = await letter_engine.sender.drain(now=DUE)
     assert (report.batches, report.sent) == (3, 6)
@@ -196,3 +197,30 @@ def test_the_lane_count_is_a_setting(settings: NotifierSettings) -> None:
         delivery_config(settings.model_copy(update={"letters_drain_concurrency": 3})).concurrency
         == 3
     )
+
+
+class CountingSessions:
+    """The sender's session factory, counting the sessions (units of work) it opens."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self.opened = 0
+
+    def __call__(self) -> Any:
+        self.opened += 1
+        return self.factory()
+
+
+async def test_a_batch_is_claimed_looked_up_and_sent_in_two_transactions(
+    letter_engine: Engine, gateway: RecordingGateway, router: respx.MockRouter, upstream: Any
+) -> None:
+    """Decision 0083: the settings and suppressions a batch needs are read in the claim's
+    transaction (a session of their own cost a checkout and two round trips more)."""
+    await schedule_offer_reminders(letter_engine, upstream, 3)
+    configure(letter_engine.sender, batch_size=10, concurrency=1)
+    sessions = CountingSessions(letter_engine.sender.sessionmaker)
+    letter_engine.sender.sessionmaker = sessions  # type: ignore[assignment]
+    report = await letter_engine.sender.drain(now=DUE)
+    assert (report.batches, report.sent) == (1, 3)
+    # claim + look-ups, then lock + send + record; then the claim that finds nothing due
+    assert sessions.opened == 3

@@ -51,6 +51,19 @@ class TestImmediateSends:
         await letter_engine.sender.drain(now=letter_engine.clock())
         assert len(gateway.sent) == 2
 
+    async def test_an_immediate_send_claims_and_looks_up_in_one_transaction(
+        self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
+    ) -> None:
+        """Decision 0083: claim + settings + suppressions, then lock + send + record."""
+        from tests.notifier.letters.test_drain_pipeline import CountingSessions
+
+        ids = await due_letters(letter_engine, upstream, 2)
+        sessions = CountingSessions(letter_engine.sender.sessionmaker)
+        letter_engine.sender.sessionmaker = sessions  # type: ignore[assignment]
+        report = await letter_engine.sender.send_now(ids)
+        assert report.sent == 2
+        assert sessions.opened == 2
+
     async def test_batches_are_cut_at_max_batch(
         self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
     ) -> None:

@@ -84,6 +84,15 @@ class Result:
     duration_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Lookups:
+    """What deciding a claimed batch reads besides the rows: the letters' effective settings
+    and ``{letter id: skip reason}`` of suppressed recipients."""
+
+    settings: dict[str, EffectiveSettings]
+    blocked: dict[int, str]
+
+
 @dataclass
 class BatchReport:
     claimed: int = 0
@@ -191,11 +200,11 @@ class LetterSender:
                     if budget <= 0:
                         return
                     budget -= 1
-                    claimed = await self.claim(now=at)
-                    if not claimed:
+                    claimed, lookups = await self._claim_and_look_up(now=at)
+                    if not claimed or lookups is None:
                         budget = 0  # nothing due: the lanes waiting for their turn stop too
                         return
-                    results, items = await self._prepare(claimed, now=at)
+                    results, items = await self._prepare(claimed, lookups, now=at)
                     claimed = _without_contexts(claimed)
                 batch = await self._send(claimed, results, items, now=at)
                 # dropped before this lane waits for its next turn (decision 0059)
@@ -219,23 +228,45 @@ class LetterSender:
             claimed = await repository.claim_ids(
                 session, letter_ids, now=now, lease_until=now + self.config.lease, token=token
             )
-        return await self.deliver(claimed, now=now)
+            lookups = await self._look_up(session, claimed) if claimed else None
+        return await self.deliver(claimed, now=now, lookups=lookups)
 
     async def claim(self, *, now: datetime) -> list[Claimed]:
         async with session_scope(self.sessionmaker) as session:
-            return await drain_sql.claim_due(  # contexts decoded exactly, by orjson (0065)
-                session,
-                now=now,
-                lease_until=now + self.config.lease,
-                token=uuid.uuid4(),
-                limit=self.config.batch_size,
-            )
+            return await self._claim_due(session, now=now)
 
-    async def deliver(self, claimed: Sequence[Claimed], *, now: datetime) -> BatchReport:
-        """Decide, send in one gateway call and record — under row locks (see module doc)."""
+    async def _claim_due(self, session: AsyncSession, *, now: datetime) -> list[Claimed]:
+        return await drain_sql.claim_due(  # contexts decoded exactly, by orjson (0065)
+            session,
+            now=now,
+            lease_until=now + self.config.lease,
+            token=uuid.uuid4(),
+            limit=self.config.batch_size,
+        )
+
+    async def _claim_and_look_up(self, *, now: datetime) -> tuple[list[Claimed], _Lookups | None]:
+        """The claim, and the settings and suppressions its letters need, in one transaction
+        (decision 0083: a session of their own cost a checkout and two round trips more)."""
+        async with session_scope(self.sessionmaker) as session:
+            claimed = await self._claim_due(session, now=now)
+            return claimed, (await self._look_up(session, claimed) if claimed else None)
+
+    async def _look_up(self, session: AsyncSession, claimed: Sequence[Claimed]) -> _Lookups:
+        names = sorted({c.letter for c in claimed if c.letter in self.catalog})
+        settings = await effective(session, names, catalog=self.catalog)
+        return _Lookups(settings, await suppressed(session, claimed))  # one query per batch
+
+    async def deliver(
+        self, claimed: Sequence[Claimed], *, now: datetime, lookups: _Lookups | None = None
+    ) -> BatchReport:
+        """Decide, send in one gateway call and record — under row locks (see module doc).
+        ``lookups``: read in the claim's transaction (else here, in a session of their own)."""
         if not claimed:
             return BatchReport()
-        results, items = await self._prepare(claimed, now=now)
+        if lookups is None:
+            async with self.sessionmaker() as session:
+                lookups = await self._look_up(session, claimed)
+        results, items = await self._prepare(claimed, lookups, now=now)
         return await self._send(_without_contexts(claimed), results, items, now=now)
 
     async def _send(
@@ -269,14 +300,11 @@ class LetterSender:
     # ---- deciding -------------------------------------------------------------------------
 
     async def _prepare(
-        self, claimed: Sequence[Claimed], *, now: datetime
+        self, claimed: Sequence[Claimed], lookups: _Lookups, *, now: datetime
     ) -> tuple[dict[int, Result], dict[int, bytes]]:
         """Decide each letter: a final ``Result`` or its gateway item, rendered and encoded
         right away (only the request JSON is kept until the send: decision 0059)."""
-        names = sorted({c.letter for c in claimed if c.letter in self.catalog})
-        async with self.sessionmaker() as session:
-            settings = await effective(session, names, catalog=self.catalog)
-            blocked = await suppressed(session, claimed)  # one query per batch
+        settings, blocked = lookups.settings, lookups.blocked
         # re-fetched only for letters the re-check can decide: an expired letter, one not in
         # the catalog or one switched off gets that verdict whatever the fetch says (_precheck)
         rechecks = await self._rechecks(
