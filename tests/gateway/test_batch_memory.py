@@ -142,3 +142,25 @@ async def test_the_collector_is_tuned_while_the_app_runs_and_restored(
         assert (young, old) == (before[0], before[2])
         assert middle == max(before[1], MIDDLE_GENERATION_THRESHOLD)
     assert gc.get_threshold() == before
+
+
+def test_mmap_threshold_is_accepted_by_glibc() -> None:
+    from notifier_common.collector import set_mmap_threshold
+
+    assert set_mmap_threshold(128 * 1024) is True
+
+
+async def test_the_gateway_sets_its_mmap_threshold_when_it_starts(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0084: big buffers are mmapped and unmapped when freed (GATEWAY_MALLOC_MMAP_
+    THRESHOLD; 0 leaves glibc's own growing threshold alone)."""
+    from gateway import app as app_module
+
+    calls: list[int] = []
+    monkeypatch.setattr(app_module, "set_mmap_threshold", calls.append)
+    async with running(make_settings()):
+        pass
+    async with running(make_settings(malloc_mmap_threshold=0)):
+        pass
+    assert calls == [131072]

@@ -1,4 +1,5 @@
-"""The garbage collector tuned for a long-running service process (decisions 0057, 0061, 0080).
+"""The garbage collector (and the C allocator) tuned for a long-running service process
+(decisions 0057, 0061, 0080, 0084).
 
 - Every object alive once a process has started (modules, FastAPI, SQLAlchemy and pydantic
   internals: 100-160k objects) is frozen (``gc.freeze``): full collections no longer walk it.
@@ -17,6 +18,7 @@ services in one process).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,3 +52,21 @@ def collector_tuned() -> Iterator[None]:
         yield
     finally:
         restore()
+
+
+#: glibc's ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (malloc.h)
+_M_MMAP_THRESHOLD = -3
+
+
+def set_mmap_threshold(nbytes: int) -> bool:
+    """glibc: serve allocations of at least ``nbytes`` with their own mmap, unmapped when
+    freed. Setting it also stops glibc from raising the threshold to the largest block freed
+    so far, after which multi-MB request bodies came from the heap, whose freed pages stayed
+    resident (decision 0084). False where there is no glibc ``mallopt`` or it refused."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, nbytes))

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from notifier_common.collector import collector_tuned
+from notifier_common.collector import collector_tuned, set_mmap_threshold
 from notifier_common.db import create_engine, create_sessionmaker
 from notifier_common.errors import install_error_handlers, problem
 from notifier_common.logging import configure_logging, get_logger
@@ -137,6 +137,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(level=settings.log_level, json=settings.json_logs)
+        if settings.malloc_mmap_threshold:
+            set_mmap_threshold(settings.malloc_mmap_threshold)  # decision 0084
         app.state.settings = settings
         app.state.engine = create_engine(
             settings.database_url, pool_size=settings.db_pool_size, app_name="gateway"

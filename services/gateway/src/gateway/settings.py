@@ -85,6 +85,12 @@ class GatewaySettings(ServiceSettings):
         description="Batch requests one process reads and handles at once; the others wait "
         "unread (bounds memory: a 500-message batch costs ~5x its JSON size while handled).",
     )
+    malloc_mmap_threshold: int = Field(
+        131072,
+        ge=0,
+        description="glibc: buffers of at least this many bytes are mmapped and handed back to "
+        "the OS when freed (request bodies, JSON); 0 keeps glibc's growing threshold.",
+    )
     claim_lease_seconds: float = Field(
         120.0, gt=0, description="An in-flight key is retried by others after this (crash)."
     )
