@@ -111,16 +111,21 @@ def test_items_encoded_one_by_one_join_into_the_same_body() -> None:
     assert join_items([]) == encode_batch([]) == b'{"items":[]}'
 
 
+def accept_all(request: httpx.Request) -> httpx.Response:
+    """The gateway's answer accepting every item of a batch request."""
+    results = [
+        {"idempotency_key": i["idempotency_key"], "outcome": "accepted"}
+        for i in json.loads(request.content)["items"]
+    ]
+    return httpx.Response(200, json={"results": results})
+
+
 async def test_send_encoded_posts_what_send_batch_posts() -> None:
     bodies: list[bytes] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         bodies.append(request.content)
-        results = [
-            {"idempotency_key": i["idempotency_key"], "outcome": "accepted"}
-            for i in json.loads(request.content)["items"]
-        ]
-        return httpx.Response(200, json={"results": results})
+        return accept_all(request)
 
     async with httpx.AsyncClient() as http:
         client = GatewayClient(http, base_url=GATEWAY, token="t", batch_size=2)
@@ -143,11 +148,7 @@ async def test_send_encoded_lets_go_of_the_items_before_each_call() -> None:
 
     def answer(request: httpx.Request) -> httpx.Response:
         left_at_call.append(len(encoded))
-        results = [
-            {"idempotency_key": i["idempotency_key"], "outcome": "accepted"}
-            for i in json.loads(request.content)["items"]
-        ]
-        return httpx.Response(200, json={"results": results})
+        return accept_all(request)
 
     async with httpx.AsyncClient() as http:
         client = GatewayClient(http, base_url=GATEWAY, token="t", batch_size=2)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -232,6 +233,18 @@ class TestErrors:
         )
 
 
+def answer_after(
+    seconds: float, body: dict[str, Any]
+) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+    """A respx side effect answering 200 with ``body`` after ``seconds`` (a slow upstream)."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(seconds)
+        return httpx.Response(200, json=body)
+
+    return slow
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -316,11 +329,7 @@ class TestCache:
     async def test_single_flight_also_works_with_cache_off(
         self, enrichment: EnrichmentClient
     ) -> None:
-        async def slow(request: httpx.Request) -> httpx.Response:
-            await asyncio.sleep(0.05)
-            return httpx.Response(200, json=PROFILE)
-
-        route = respx.get(f"{CLIENTS}/v1/clients/c1").mock(side_effect=slow)
+        route = respx.get(f"{CLIENTS}/v1/clients/c1").mock(side_effect=answer_after(0.05, PROFILE))
         await asyncio.gather(*(enrichment.client("c1") for _ in range(10)))
         assert route.call_count == 1
         await enrichment.client("c1")  # ttl=0: nothing kept
@@ -337,11 +346,7 @@ class TestCache:
     async def test_a_cancelled_waiter_does_not_cancel_the_others(
         self, cached: EnrichmentClient
     ) -> None:
-        async def slow(request: httpx.Request) -> httpx.Response:
-            await asyncio.sleep(0.05)
-            return httpx.Response(200, json=PROFILE)
-
-        route = respx.get(f"{CLIENTS}/v1/clients/c1").mock(side_effect=slow)
+        route = respx.get(f"{CLIENTS}/v1/clients/c1").mock(side_effect=answer_after(0.05, PROFILE))
         first = asyncio.ensure_future(cached.client("c1"))
         second = asyncio.ensure_future(cached.client("c1"))
         await asyncio.sleep(0.01)
@@ -364,11 +369,9 @@ class TestCache:
     ) -> None:
         """A drain's re-checks of thousands of distinct clients must not fill the cache."""
 
-        async def slow(request: httpx.Request) -> httpx.Response:
-            await asyncio.sleep(0.02)
-            return httpx.Response(200, json=BALANCE)
-
-        route = respx.get(url__regex=rf"{BILLING}/v1/clients/c\d+/balance").mock(side_effect=slow)
+        route = respx.get(url__regex=rf"{BILLING}/v1/clients/c\d+/balance").mock(
+            side_effect=answer_after(0.02, BALANCE)
+        )
         await asyncio.gather(*(cached.balance(f"c{i}", fresh=True) for i in range(50)))
         await asyncio.gather(*(cached.balance("c1", fresh=True) for _ in range(5)))
         assert route.call_count == 51
