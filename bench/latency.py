@@ -14,14 +14,16 @@ import random
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+import psutil
 from notifier_common.events import ClientActivated, ClientActivatedPayload
 from notifier_common.publisher import connect, publish
 
 from bench import drain, letters, processing, stats
 from bench.config import Config
 from bench.env import QUEUE, BenchEnv
+from bench.procs import Proc, cpu_seconds
 
 LETTER = "ActivateClientNotice"
 
@@ -78,7 +80,49 @@ HAVING bool_and(l.status = 'sent')
 STAGES = ("stored_ms", "send_started_ms", "at_gateway_ms")
 
 
-def one_run(env: BenchEnv, cfg: Config, tag: str) -> dict[str, Any]:
+#: the processes whose CPU each run reports per event (``cpu_us_per_event``): where the box's
+#: two cores go at this rate. ``postgres``: the server processes serving the bench database;
+#: ``redis``: the Redis server, when it runs on this machine.
+_BACKENDS_SQL = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+
+
+def shared_servers(env: BenchEnv) -> dict[str, list[int]]:
+    pids = {"postgres": [int(r["pid"]) for r in env.sql(_BACKENDS_SQL)]}
+    client = env.redis()
+    try:
+        redis_pid = int(cast(dict[str, Any], client.info("server"))["process_id"])
+    finally:
+        client.close()
+    if psutil.pid_exists(redis_pid):  # else Redis is not on this machine
+        pids["redis"] = [redis_pid]
+    return pids
+
+
+def cpu_by_pid(
+    procs: dict[str, Proc], servers: dict[str, list[int]]
+) -> dict[str, dict[int, float]]:
+    out = {role: {p.pid: cpu_seconds(p.pid)} for role, p in procs.items()}
+    for role, pids in servers.items():
+        out[role] = {pid: cpu_seconds(pid) for pid in pids}
+    return out
+
+
+def cpu_spent(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    """CPU seconds per role between two snapshots; a process that appeared in between (a
+    backend the pools opened during the run) counts from zero."""
+    return {
+        role: sum(t - before.get(role, {}).get(pid, 0.0) for pid, t in pids.items())
+        for role, pids in after.items()
+    }
+
+
+def one_run(
+    env: BenchEnv, cfg: Config, tag: str, procs: dict[str, Proc] | None = None
+) -> dict[str, Any]:
+    procs = procs or {}
+    cpu0 = cpu_by_pid(procs, shared_servers(env))
     published = asyncio.run(paced(env, cfg.latency_rate, cfg.latency_seconds, tag))
     end_publish = time.monotonic()
     pattern = f"lat-{tag}-%"
@@ -88,6 +132,8 @@ def one_run(env: BenchEnv, cfg: Config, tag: str) -> dict[str, Any]:
         if len(rows) >= published:
             break
         time.sleep(0.5)
+    spent = cpu_spent(cpu0, cpu_by_pid(procs, shared_servers(env)))
+    cpu_us = {role: round(1e6 * sec / max(published, 1)) for role, sec in spent.items()}
     delivered = [float(r["ms"]) for r in rows]
     stages: dict[str, dict[str, float]] = {}
     for stage in STAGES:
@@ -109,6 +155,7 @@ def one_run(env: BenchEnv, cfg: Config, tag: str) -> dict[str, Any]:
         "delivered": len(delivered),
         "lower_bound": missing > 0,
         "stages": stages,
+        "cpu_us_per_event": cpu_us,
     }
 
 
@@ -122,11 +169,15 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     letters.reset(env)
     services = drain.start_services(env)
     worker = processing.real_worker(env)
+    procs = {"worker": worker, "gateway": services[-1]}
+    if len(services) > 1:
+        procs["stub"] = services[0]
     runs: list[dict[str, Any]] = []
     try:
         processing.wait_started(env, worker)
         for i in range(cfg.runs):
-            runs.append(one_run(env, cfg, f"{random.getrandbits(24):06x}{i}"))
+            tag = f"{random.getrandbits(24):06x}{i}"
+            runs.append(one_run(env, cfg, tag, procs))
             # each run starts with an empty queue: drop what the worker did not reach
             client = env.redis()
             try:
@@ -155,6 +206,11 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         vals = [r[key] for r in runs if r[key] is not None]
         result[key] = stats.spread(vals) if vals else None
     result["lower_bound"] = any(r["lower_bound"] for r in runs)
+    # until the letters are counted (grace included): idle time adds little CPU
+    result["cpu_us_per_event"] = {
+        role: stats.spread([r["cpu_us_per_event"][role] for r in runs])
+        for role in runs[0]["cpu_us_per_event"]
+    }
     result["stages"] = {
         stage: {
             q: stats.spread([r["stages"][stage][q] for r in runs if stage in r["stages"]])
