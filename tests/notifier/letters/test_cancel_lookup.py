@@ -60,7 +60,8 @@ class Explained:
         out = await self.connection.fetchval(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *args
         )
-        self.plan = json.loads(out)[0]["Plan"] if isinstance(out, str) else out[0]["Plan"]
+        # text, or already decoded where the pool's connections carry a json codec
+        self.plan = (json.loads(out) if isinstance(out, str) else out)[0]["Plan"]
         return []
 
 

@@ -290,11 +290,10 @@ async def states_of(
 # two upserts touch other tables. The cancel's lookups are one index probe per (letter, client)
 # and per (letter, contract) (decision 0085): a join with ``client_id = .. OR contract_id = ..``
 # was planned as a scan of every pending letter, whose cost grew with the backlog of scheduled
-# letters (7 ms per batch at 5,000 pending). ``OFFSET 0`` keeps each lateral subquery a
-# parameterised scan of the pending-letter indexes, whatever the statistics say; the lock takes
-# the candidates as one array (primary-key probes), never as a join the planner may turn into
-# the same scan. Duplicate keys are removed by the caller (an upsert may not
-# touch a row twice).
+# letters (7 ms per batch at 5,000 pending). A lateral ``UNION ALL`` of the two lookups is
+# planned as parameterised probes of the pending-letter indexes whatever the statistics say,
+# and the lock takes each candidate by primary key, in id order. Duplicate keys are removed by
+# the caller (an upsert may not touch a row twice).
 _WRITE_PLANS_SQL = """
 WITH remembered AS (
     INSERT INTO notifier.letter_cancellations (letter, subject, occurred_at, event_id,
@@ -319,25 +318,17 @@ WITH remembered AS (
         CAST($15 AS timestamptz[]), CAST($16 AS uuid[]), CAST($17 AS text[]))
         AS r(letter, client_id, contract_id, occurred_at, event_id, reason)
 ), candidates AS (
-    SELECT DISTINCT ON (m.id) m.id, m.event_id, m.reason
-    FROM (
-        SELECT l.id, r.event_id, r.reason, r.occurred_at
-        FROM r CROSS JOIN LATERAL (
-            SELECT id FROM notifier.letters
-            WHERE client_id = r.client_id AND letter = r.letter
-              AND status IN ('scheduled', 'sending') AND triggered_at <= r.occurred_at
-            OFFSET 0
-        ) AS l
+    SELECT DISTINCT ON (l.id) l.id, r.event_id, r.reason
+    FROM r CROSS JOIN LATERAL (
+        SELECT id FROM notifier.letters
+        WHERE client_id = r.client_id AND letter = r.letter
+          AND status IN ('scheduled', 'sending') AND triggered_at <= r.occurred_at
         UNION ALL
-        SELECT l.id, r.event_id, r.reason, r.occurred_at
-        FROM r CROSS JOIN LATERAL (
-            SELECT id FROM notifier.letters
-            WHERE contract_id = r.contract_id AND letter = r.letter
-              AND status IN ('scheduled', 'sending') AND triggered_at <= r.occurred_at
-            OFFSET 0
-        ) AS l
-    ) AS m
-    ORDER BY m.id, m.occurred_at DESC
+        SELECT id FROM notifier.letters
+        WHERE contract_id = r.contract_id AND letter = r.letter
+          AND status IN ('scheduled', 'sending') AND triggered_at <= r.occurred_at
+    ) AS l
+    ORDER BY l.id, r.occurred_at DESC
 ), target AS (
     SELECT l.id FROM (SELECT id FROM candidates ORDER BY id) AS c
     CROSS JOIN LATERAL (
