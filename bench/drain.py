@@ -17,18 +17,11 @@ import asyncpg
 
 from bench import gateway, letters, memory, stats, upstream
 from bench.config import Config
-from bench.drain_worker import DONE, GO, READY, STOP
+from bench.drain_worker import DONE, FINAL, GO, READY, STOP
 from bench.env import BenchEnv, as_int
 from bench.procs import Proc, cpu_seconds
 
 _TEMPLATES: list[dict[str, Any]] = []
-#: letters still to drain, counted through the partial indexes on due and leased rows (a
-#: count(*) of the final ones would scan the whole table every poll)
-COUNT_PENDING = (
-    "SELECT (SELECT count(*) FROM notifier.letters"
-    " WHERE status = 'scheduled' AND send_at <= now())"
-    " + (SELECT count(*) FROM notifier.letters WHERE status = 'sending')"
-)
 RAW_CLAIM = (
     "UPDATE bench_claim SET status = 'sent', sent_at = now(), attempts = attempts + 1"
     " WHERE id IN (SELECT id FROM bench_claim WHERE status = 'scheduled'"
@@ -71,12 +64,12 @@ class DrainPool:
         gateway: Proc | None = None,
     ) -> dict[str, Any]:
         """One drain by ``workers`` of the processes (all by default) at once, until ``expected``
-        letters are final (or ``progress()`` reaches it), every drain returned, or ``cap`` s
-        passed. The others stay idle, so one pool of 2 serves the 1- and the 2-worker rounds."""
+        letters are final (as the workers count them in ``bench:final``; or ``progress()``
+        reaches it), every drain returned, or ``cap`` s passed. The others stay idle, so one
+        pool of 2 serves the 1- and the 2-worker rounds."""
         n = self.workers if workers is None else workers
-        pending_before = as_int(self.env.sql(COUNT_PENDING)[0][0])
-        count = progress or (lambda: pending_before - as_int(self.env.sql(COUNT_PENDING)[0][0]))
-        self.client.delete(STOP, DONE)
+        count = progress or (lambda: as_int(self.client.get(FINAL)))
+        self.client.delete(STOP, DONE, FINAL)
         watched = self.procs[:n] + ([gateway] if gateway is not None else [])
         cpu0 = [cpu_seconds(p.pid) for p in watched]
         t0 = time.monotonic()

@@ -4,7 +4,10 @@ benchmark can start N drains at the same moment (arq runs the cron only at secon
 minute) and start each process once for several rounds.
 
 Each round: wait for a token on ``bench:go``, drain until nothing is due or until ``bench:stop``
-is set, then push one JSON report (window, every gateway call's duration) to ``bench:done``."""
+is set, then push one JSON report (window, every gateway call's duration) to ``bench:done``.
+Every recorded batch adds its letters that reached a final state to ``bench:final``: the round's
+progress, read from Redis (a count of the letters table every half second cost the measured
+PostgreSQL ~100 ms of CPU per poll, a fifth of a core at 3,000 letters/s)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from notifier.worker import drain_due_letters, shutdown, startup, use_uvloop
 from redis.asyncio import Redis
 
 GO, STOP, DONE, READY = "bench:go", "bench:stop", "bench:done", "bench:ready"
+FINAL = "bench:final"
 
 
 def time_gateway_calls(durations: list[float]) -> None:
@@ -36,6 +40,23 @@ def time_gateway_calls(durations: list[float]) -> None:
             durations.append(time.perf_counter() - t0)
 
     setattr(GatewayClient, name, timed)
+
+
+def count_final_letters(redis: Redis) -> None:
+    """After each recorded batch, add its letters now sent, failed, skipped or expired to
+    ``bench:final`` (a retried letter is due again later: not counted until it is final)."""
+    from notifier.letters.drain import LetterSender
+
+    original = LetterSender._send
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        report = await original(self, *args, **kwargs)
+        final = report.sent + report.failed + report.skipped + report.expired
+        if final:
+            await redis.incrby(FINAL, final)
+        return report
+
+    LetterSender._send = counted  # type: ignore[method-assign]
 
 
 async def one_round(ctx: dict[str, Any], redis: Redis, durations: list[float]) -> dict[str, Any]:
@@ -65,6 +86,7 @@ async def main() -> None:
     ctx: dict[str, Any] = {"settings": settings}
     await startup(ctx)
     redis = Redis.from_url(settings.redis_url)
+    count_final_letters(redis)
     try:
         await redis.rpush(READY, "1")
         while True:
