@@ -123,6 +123,8 @@ WRITTEN = (
     "notifier.events",
     "notifier.letters",
     "notifier.attempts",
+    "notifier.letter_cancellations",  # every client.activated remembers one
+    "notifier.letter_states",
     "gateway.messages",
     "gateway.logged_messages",
 )

@@ -1,5 +1,6 @@
 """The group commit's cancel of pending letters looks them up by client and by contract: its
-work does not grow with the backlog of other clients' scheduled letters (decision 0085).
+work does not grow with the backlog of other clients' scheduled letters (decision 0085); its
+reads of frequency states and remembered cancellations probe them by key (decision 0087).
 
 Measured as the shared buffers the write statement touches (``EXPLAIN (ANALYZE, BUFFERS)``: a
 count, not a time), once with 10 and once with 3,000 pending letters of other clients, with the
@@ -121,3 +122,57 @@ async def test_cancel_work_does_not_grow_with_other_clients_pending_letters(
     # index probes: deeper indexes cost a few buffers more; a scan of 3,000 pending letters
     # read ~150 more (183 against 31 before decision 0085)
     assert big <= small + 25, (small, big)
+
+
+async def reads_buffers(connection: Any, subjects: list[str]) -> tuple[int, int]:
+    """Buffers the decision reads touched for these subjects under the plan a long-lived
+    worker connection ends up with (a prepared statement's generic plan), and the rows found."""
+    explained = Explained(connection)
+    await repository.decision_reads(
+        explained, stateful=[LETTER], client_ids=subjects, letters=[LETTER], subjects=subjects
+    )
+    found = await repository.decision_reads(
+        connection, stateful=[LETTER], client_ids=subjects, letters=[LETTER], subjects=subjects
+    )
+    return blocks(explained.plan), len(found[0]) + len(found[1])
+
+
+async def remember(connection: Any, subjects: range) -> None:
+    await connection.execute(
+        "INSERT INTO notifier.letter_cancellations (letter, subject, occurred_at, event_id,"
+        " event_type) SELECT $1, 'other-' || n, $2, gen_random_uuid(), 'client.paid'"
+        " FROM unnest($3::int[]) AS n",
+        LETTER,
+        NOW,
+        list(subjects),
+    )
+    await connection.execute(
+        "INSERT INTO notifier.letter_states (letter, client_id, armed)"
+        " SELECT $1, 'other-' || n, true FROM unnest($2::int[]) AS n",
+        LETTER,
+        list(subjects),
+    )
+
+
+async def test_decision_reads_probe_by_key_whatever_the_table_size(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Decision 0087: the frequency states and remembered cancellations of a batch's clients
+    are read by primary-key probes, also in the generic plan a prepared statement settles on
+    (forced here): that plan for ``letter = ANY(..) AND key = ANY(..)`` was a sequential scan
+    of any table under ~30,000 rows."""
+    async with held_connection(sessionmaker) as connection:
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            await connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await remember(connection, range(2))
+            small, found_small = await reads_buffers(connection, ["other-0", "other-1"])
+            await remember(connection, range(2, 3_002))
+            big, found_big = await reads_buffers(connection, ["other-0", "other-1"])
+        finally:
+            await transaction.rollback()
+
+    assert found_small == found_big == 4  # two states and two cancellations
+    # probes of deeper indexes cost a few buffers more; the scans read ~80 more
+    assert big <= small + 10, (small, big)

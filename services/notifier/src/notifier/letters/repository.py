@@ -228,15 +228,29 @@ class CancellationRow:
     event_type: str
 
 
+# One index probe per (letter, key) pair, each in a ``LATERAL`` subquery the planner cannot
+# flatten (decision 0087). ``letter = ANY($1) AND client_id = ANY($2)`` on the primary key was
+# planned, as a prepared statement's generic plan, for arrays of 10 elements each: 100 probes
+# against a sequential scan, so every table under ~30,000 rows was scanned whole, per batch.
 _DECISION_READS_SQL = """
-SELECT true AS is_state, letter, client_id AS key, armed, last_fired_at AS at1,
-    last_event_at AS at2, last_level, NULL::uuid AS event_id, NULL::text AS event_type
-FROM notifier.letter_states
-WHERE letter = ANY(CAST($1 AS text[])) AND client_id = ANY(CAST($2 AS text[]))
+SELECT true AS is_state, s.letter, s.client_id AS key, s.armed, s.last_fired_at AS at1,
+    s.last_event_at AS at2, s.last_level, NULL::uuid AS event_id, NULL::text AS event_type
+FROM unnest(CAST($1 AS text[])) AS l(letter)
+CROSS JOIN unnest(CAST($2 AS text[])) AS k(key)
+CROSS JOIN LATERAL (
+    SELECT * FROM notifier.letter_states
+    WHERE letter = l.letter AND client_id = k.key
+    OFFSET 0
+) AS s
 UNION ALL
-SELECT false, letter, subject, NULL, occurred_at, NULL, NULL, event_id, event_type
-FROM notifier.letter_cancellations
-WHERE letter = ANY(CAST($3 AS text[])) AND subject = ANY(CAST($4 AS text[]))
+SELECT false, c.letter, c.subject, NULL, c.occurred_at, NULL, NULL, c.event_id, c.event_type
+FROM unnest(CAST($3 AS text[])) AS l(letter)
+CROSS JOIN unnest(CAST($4 AS text[])) AS k(key)
+CROSS JOIN LATERAL (
+    SELECT * FROM notifier.letter_cancellations
+    WHERE letter = l.letter AND subject = k.key
+    OFFSET 0
+) AS c
 """
 
 
