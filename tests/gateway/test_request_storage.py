@@ -8,8 +8,8 @@ import hashlib
 import uuid
 
 import httpx
-import pytest
 import orjson
+import pytest
 from fastapi import FastAPI
 from gateway.messages.service import request_hash
 from gateway.models import LoggedMessage, MessageRecord
