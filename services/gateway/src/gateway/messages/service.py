@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import orjson
-from notifier_common.db import session_scope
+from notifier_common.db import autocommit_sessionmaker, session_scope
 from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -193,6 +193,8 @@ class MessageService:
         settings: GatewaySettings,
     ) -> None:
         self.sessionmaker = sessionmaker
+        # the results of a dispatch are one UPDATE: no transaction around it (decision 0088)
+        self.single_statement = autocommit_sessionmaker(sessionmaker)
         self.dispatcher = dispatcher
         self.settings = settings
 
@@ -350,7 +352,7 @@ class MessageService:
             log.exception("gateway.dispatch_failed", count=len(pending))
             sent = [SendResult.transient("internal", "gateway dispatch failed") for _ in pending]
         now = datetime.now(UTC)
-        async with session_scope(self.sessionmaker) as session:
+        async with session_scope(self.single_statement) as session:
             await repository.store_results(
                 session, [_stored(p, r, now) for p, r in zip(pending, sent, strict=True)]
             )

@@ -22,7 +22,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from notifier_common.db import create_engine, create_sessionmaker, session_scope
+from notifier_common.db import (
+    autocommit_sessionmaker,
+    create_engine,
+    create_sessionmaker,
+    session_scope,
+)
 from notifier_common.logging import get_logger, mask_email
 from sqlalchemy import LargeBinary, String, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -52,8 +57,14 @@ class LogProvider(Provider):
     async def start(self) -> None:
         url = self.config.get("database_url")
         if self.record and url:
-            self._engine = create_engine(str(url), pool_size=2, app_name=f"gateway-{self.name}")
-            self._sessionmaker = create_sessionmaker(self._engine)
+            # each INSERT commits on its own and a dropped connection fails the send like any
+            # provider error (transient: retried): no ping, BEGIN or COMMIT round trips
+            # (decision 0088)
+            engine = create_engine(
+                str(url), pool_size=2, app_name=f"gateway-{self.name}", pre_ping=False
+            )
+            self._engine = engine
+            self._sessionmaker = autocommit_sessionmaker(create_sessionmaker(engine))
 
     async def aclose(self) -> None:
         if self._engine is not None:
