@@ -128,12 +128,9 @@ async def reads_buffers(connection: Any, subjects: list[str]) -> tuple[int, int]
     """Buffers the decision reads touched for these subjects under the plan a long-lived
     worker connection ends up with (a prepared statement's generic plan), and the rows found."""
     explained = Explained(connection)
-    await repository.decision_reads(
-        explained, stateful=[LETTER], client_ids=subjects, letters=[LETTER], subjects=subjects
-    )
-    found = await repository.decision_reads(
-        connection, stateful=[LETTER], client_ids=subjects, letters=[LETTER], subjects=subjects
-    )
+    pairs = [(LETTER, subject) for subject in subjects]
+    await repository.decision_reads(explained, states=pairs, cancellations=pairs)
+    found = await repository.decision_reads(connection, states=pairs, cancellations=pairs)
     return blocks(explained.plan), len(found[0]) + len(found[1])
 
 

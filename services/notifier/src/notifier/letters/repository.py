@@ -228,27 +228,27 @@ class CancellationRow:
     event_type: str
 
 
-# One index probe per (letter, key) pair, each in a ``LATERAL`` subquery the planner cannot
-# flatten (decision 0087). ``letter = ANY($1) AND client_id = ANY($2)`` on the primary key was
-# planned, as a prepared statement's generic plan, for arrays of 10 elements each: 100 probes
-# against a sequential scan, so every table under ~30,000 rows was scanned whole, per batch.
+# One index probe per (letter, key) pair the batch's events need, each in a ``LATERAL``
+# subquery the planner cannot flatten (decision 0087). ``letter = ANY($1) AND client_id =
+# ANY($2)`` on the primary key read the cross product of every letter and every key of the
+# batch, and its generic plan (the one a prepared statement settles on) costed the two arrays as
+# 10 elements each: 100 probes against a sequential scan, so every table under ~30,000 rows was
+# scanned whole, per batch.
 _DECISION_READS_SQL = """
 SELECT true AS is_state, s.letter, s.client_id AS key, s.armed, s.last_fired_at AS at1,
     s.last_event_at AS at2, s.last_level, NULL::uuid AS event_id, NULL::text AS event_type
-FROM unnest(CAST($1 AS text[])) AS l(letter)
-CROSS JOIN unnest(CAST($2 AS text[])) AS k(key)
+FROM unnest(CAST($1 AS text[]), CAST($2 AS text[])) AS p(letter, key)
 CROSS JOIN LATERAL (
     SELECT * FROM notifier.letter_states
-    WHERE letter = l.letter AND client_id = k.key
+    WHERE letter = p.letter AND client_id = p.key
     OFFSET 0
 ) AS s
 UNION ALL
 SELECT false, c.letter, c.subject, NULL, c.occurred_at, NULL, NULL, c.event_id, c.event_type
-FROM unnest(CAST($3 AS text[])) AS l(letter)
-CROSS JOIN unnest(CAST($4 AS text[])) AS k(key)
+FROM unnest(CAST($3 AS text[]), CAST($4 AS text[])) AS p(letter, key)
 CROSS JOIN LATERAL (
     SELECT * FROM notifier.letter_cancellations
-    WHERE letter = l.letter AND subject = k.key
+    WHERE letter = p.letter AND subject = p.key
     OFFSET 0
 ) AS c
 """
@@ -257,42 +257,29 @@ CROSS JOIN LATERAL (
 async def decision_reads(
     session: Db,
     *,
-    stateful: Sequence[str],
-    client_ids: Sequence[str],
-    letters: Sequence[str],
-    subjects: Sequence[str],
+    states: Iterable[tuple[str, str]],
+    cancellations: Iterable[tuple[str, str]],
 ) -> tuple[dict[tuple[str, str], StateRow], list[CancellationRow]]:
-    """In one statement: the frequency states of ``stateful`` letters for these clients, by
-    (letter, client_id), and the remembered cancellations of ``letters`` for ``subjects``."""
-    if not (stateful and client_ids) and not (letters and subjects):
+    """In one statement: the frequency states of these (letter, client_id) pairs, by pair, and
+    the remembered cancellations of these (letter, subject) pairs."""
+    wanted_states, wanted_cancellations = sorted(set(states)), sorted(set(cancellations))
+    if not wanted_states and not wanted_cancellations:
         return {}, []
     rows = await (await driver(session)).fetch(
-        _DECISION_READS_SQL, list(stateful), list(client_ids), list(letters), list(subjects)
+        _DECISION_READS_SQL,
+        [letter for letter, _ in wanted_states],
+        [key for _, key in wanted_states],
+        [letter for letter, _ in wanted_cancellations],
+        [key for _, key in wanted_cancellations],
     )
-    states: dict[tuple[str, str], StateRow] = {}
-    cancellations: list[CancellationRow] = []
+    found: dict[tuple[str, str], StateRow] = {}
+    remembered: list[CancellationRow] = []
     for is_state, letter, key, armed, at1, at2, level, event_id, event_type in rows:
         if is_state:
-            states[(letter, key)] = StateRow(letter, key, armed, at1, at2, level)
+            found[(letter, key)] = StateRow(letter, key, armed, at1, at2, level)
         else:
-            cancellations.append(CancellationRow(letter, key, at1, event_id, event_type))
-    return states, cancellations
-
-
-async def states_of(
-    session: Db, letters: Sequence[str], client_ids: Sequence[str]
-) -> dict[tuple[str, str], StateRow]:
-    """Frequency states of these letters for these clients, by (letter, client_id)."""
-    if not letters or not client_ids:
-        return {}
-    states, _ = await decision_reads(
-        session,
-        stateful=sorted(set(letters)),
-        client_ids=sorted(set(client_ids)),
-        letters=(),
-        subjects=(),
-    )
-    return states
+            remembered.append(CancellationRow(letter, key, at1, event_id, event_type))
+    return found, remembered
 
 
 # The four writes of a batch's plans in one statement (one round trip instead of four): the

@@ -536,24 +536,19 @@ async def decide_many(
 ) -> list[Plan]:
     """``decide`` for events of *distinct* clients (their locks held): one read of frequency
     states and one of remembered cancellations for all of them."""
-    stateful: set[str] = set()
-    names: set[str] = set()
-    subjects: set[str] = set()
-    clients: set[str] = set()
+    state_keys: set[tuple[str, str]] = set()
+    remembered_keys: set[tuple[str, str]] = set()
     for event, gathered in items:
         candidates = _candidates(gathered)
         if not candidates or gathered.facts is None:
             continue
-        clients.add(event.client_id)
-        names.update(s.name for s in candidates)
-        stateful.update(s.name for s in candidates if s.frequency is not None)
-        subjects.update(_subjects(event, gathered.facts))
+        subjects = _subjects(event, gathered.facts)
+        for spec in candidates:
+            if spec.frequency is not None:
+                state_keys.add((spec.name, event.client_id))
+            remembered_keys.update((spec.name, subject) for subject in subjects)
     states, rows = await repository.decision_reads(
-        session,
-        stateful=sorted(stateful),
-        client_ids=sorted(clients),
-        letters=sorted(names),
-        subjects=sorted(subjects),
+        session, states=state_keys, cancellations=remembered_keys
     )
     by_client: dict[str, dict[str, FrequencyState]] = {}
     for (letter, client), state in states.items():
