@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,20 @@ def machine_info(env: BenchEnv) -> dict[str, Any]:
         "redis_source": env.services.redis_source,
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def box_speed_ms(iterations: int = 2_000_000) -> float:
+    """Milliseconds this process takes for a fixed pure-Python loop: how fast the box is at this
+    moment. On a shared machine the same loop took 0.64 s and 0.96 s minutes apart, and every
+    process's CPU per unit of work moved with it; recorded before each workload so a figure can
+    be read against the speed of the box it was measured on."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(iterations):
+        total += i
+    if total != iterations * (iterations - 1) // 2:  # pragma: no cover - keeps the loop honest
+        raise RuntimeError("box_speed_ms: arithmetic is broken")
+    return round((time.perf_counter() - start) * 1000, 1)
 
 
 def dump(path: Path, data: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench import stats
 from bench.config import Config
-from bench.env import ROOT, BenchEnv, bench_env, dump, machine_info
+from bench.env import ROOT, BenchEnv, bench_env, box_speed_ms, dump, machine_info
 
 WORKLOADS = ("intake", "processing", "drain", "drain_smtp", "latency", "scale", "memory")
 RESULTS = ROOT / "bench" / "results"
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in [w for w in WORKLOADS if w in selected]:
             print(f"== {name}", file=sys.stderr, flush=True)
             env.sup.workload = name
+            out["machine"].setdefault("box_speed_ms", {})[name] = box_speed_ms()
             out["results"][name] = run_workload(name, env, cfg)
             print(table({name: out["results"][name]}), file=sys.stderr, flush=True)
             partial = {k: v for k, v in out.items() if k != "results"} | out["results"]

@@ -114,3 +114,10 @@ class TestMemoryFlatness:
             sup.stop_all()
         assert sup.sampler.proc_peaks["01-worker (drain)"] >= 40
         assert sup.sampler.peaks["worker"] <= sup.sampler.proc_peaks["01-worker (drain)"]
+
+
+def test_box_speed_is_the_time_of_a_fixed_loop() -> None:
+    from bench.env import box_speed_ms
+
+    small, big = box_speed_ms(20_000), box_speed_ms(2_000_000)
+    assert 0 < small < big  # the same loop, 100 times longer: a measured time, not a constant
