@@ -52,3 +52,27 @@ class CountingProvider(Provider):
             return list(await asyncio.gather(*(self.send(m) for m in messages)))
         finally:
             self.in_flight -= 1
+
+
+class ServerRestartProvider(CountingProvider):
+    """Accepts like ``CountingProvider``, but first terminates every PostgreSQL backend of the
+    gateway's pool (``application_name = 'gateway'``), as a database restart during the
+    provider call would, and waits until the pooled sockets have seen it (``config``:
+    ``database_url``)."""
+
+    kind = "server-restart"
+
+    async def send(self, message: Message) -> SendResult:
+        import asyncpg
+
+        url = str(self.config["database_url"]).replace("postgresql+asyncpg://", "postgresql://")
+        admin = await asyncpg.connect(url)
+        try:
+            self.terminated = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'gateway' AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.3)  # the FIN reaches the idle pooled connections
+        return await super().send(message)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import pytest
@@ -81,12 +80,10 @@ async def test_a_drain_hands_the_freed_heap_back_when_it_is_done(
     assert trims == [1]  # once, after the lanes, not per batch
 
 
-async def test_claim_ids_builds_the_same_rows(letter_engine: Engine, upstream: Any) -> None:
+async def test_lock_due_ids_builds_the_same_rows(letter_engine: Engine, upstream: Any) -> None:
     await schedule_offer_reminders(letter_engine, upstream, 2)
     async with session_scope(letter_engine.sessionmaker) as session:
         ids = list((await session.execute(text("SELECT id FROM notifier.letters"))).scalars())
-        claimed = await repository.claim_ids(
-            session, ids, now=DUE, lease_until=DUE, token=uuid.uuid4()
-        )
+        claimed = await repository.lock_due_ids(session, ids, now=DUE)
     assert sorted(c.id for c in claimed) == sorted(ids)
     assert all(c.context["client"] and c.attempts == 0 for c in claimed)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
+from typing import Any
 
 from notifier.letters.immediate import ImmediateSends
 from notifier.models import LetterStatus
@@ -51,10 +53,10 @@ class TestImmediateSends:
         await letter_engine.sender.drain(now=letter_engine.clock())
         assert len(gateway.sent) == 2
 
-    async def test_an_immediate_send_claims_and_looks_up_in_one_transaction(
+    async def test_an_immediate_send_is_one_transaction(
         self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
     ) -> None:
-        """Decision 0083: claim + settings + suppressions, then lock + send + record."""
+        """Decision 0090: lock, settings, suppressions, send, record, commit."""
         from tests.notifier.letters.test_drain_pipeline import CountingSessions
 
         ids = await due_letters(letter_engine, upstream, 2)
@@ -62,7 +64,47 @@ class TestImmediateSends:
         letter_engine.sender.sessionmaker = sessions  # type: ignore[assignment]
         report = await letter_engine.sender.send_now(ids)
         assert report.sent == 2
-        assert sessions.opened == 2
+        assert sessions.opened == 1
+
+    async def test_while_at_the_gateway_the_letters_are_held_by_row_locks_only(
+        self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
+    ) -> None:
+        """No ``sending`` row is written: to everyone else the letters are still scheduled,
+        and a drain running meanwhile skips them (no double send)."""
+        ids = await due_letters(letter_engine, upstream, 2)
+        paused = PausedGateway(letter_engine)
+        task = asyncio.create_task(letter_engine.sender.send_now(ids))
+        await asyncio.wait_for(paused.reached.wait(), 5)
+        assert await letter_engine.sender.claim(now=letter_engine.clock()) == []
+        statuses = {x.status for x in await letter_engine.letters(letter="ActivateClientNotice")}
+        assert statuses == {LetterStatus.scheduled}
+        paused.release.set()
+        report = await task
+        assert report.sent == 2
+        assert len(gateway.sent) == 2
+        statuses = {x.status for x in await letter_engine.letters(letter="ActivateClientNotice")}
+        assert statuses == {LetterStatus.sent}
+
+    async def test_a_send_that_dies_at_the_gateway_leaves_the_letters_due_at_once(
+        self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
+    ) -> None:
+        """The process dies during the gateway call: its transaction rolls back, the letters
+        are scheduled and due (no lease to wait out) and the next drain sends them."""
+        ids = await due_letters(letter_engine, upstream, 2)
+        paused = PausedGateway(letter_engine)
+        task = asyncio.create_task(letter_engine.sender.send_now(ids))
+        await asyncio.wait_for(paused.reached.wait(), 5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        statuses = {x.status for x in await letter_engine.letters(letter="ActivateClientNotice")}
+        assert statuses == {LetterStatus.scheduled}
+        paused.restore()
+        report = await letter_engine.sender.drain(now=letter_engine.clock())
+        assert report.sent == 2
+        assert sorted(i["idempotency_key"] for i in gateway.sent) == sorted(
+            f"letter-{i}" for i in ids
+        )
 
     async def test_batches_are_cut_at_max_batch(
         self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
@@ -71,6 +113,26 @@ class TestImmediateSends:
         await ImmediateSends(letter_engine.sender, window=0, max_batch=2).send(ids)
         assert gateway.calls == 2
         assert len(gateway.sent) == 3
+
+
+class PausedGateway:
+    """The sender's gateway calls wait at the gateway until ``release`` is set (``reached``
+    tells that one got there), then go to the recording gateway."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.gateway = engine.sender.gateway
+        self.real = self.gateway.send_encoded
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+        self.gateway.send_encoded = self.send_encoded  # type: ignore[method-assign]
+
+    async def send_encoded(self, items: Any) -> Any:
+        self.reached.set()
+        await self.release.wait()
+        return await self.real(items)
+
+    def restore(self) -> None:
+        self.gateway.send_encoded = self.real  # type: ignore[method-assign]
 
 
 class SlowFirstSend:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import orjson
-from notifier_common.db import autocommit_sessionmaker, session_scope
+from notifier_common.db import autocommit_sessionmaker, retry_on_disconnect, session_scope
 from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -352,10 +352,15 @@ class MessageService:
             log.exception("gateway.dispatch_failed", count=len(pending))
             sent = [SendResult.transient("internal", "gateway dispatch failed") for _ in pending]
         now = datetime.now(UTC)
-        async with session_scope(self.single_statement) as session:
-            await repository.store_results(
-                session, [_stored(p, r, now) for p, r in zip(pending, sent, strict=True)]
-            )
+        stored = [_stored(p, r, now) for p, r in zip(pending, sent, strict=True)]
+
+        async def store() -> None:
+            async with session_scope(self.single_statement) as session:
+                await repository.store_results(session, stored)
+
+        # after the provider call: a dropped connection must not leave sent messages
+        # in_progress until their lease runs out; the write is keyed by claim token (idempotent)
+        await retry_on_disconnect(store)
         debug = logging.getLogger("gateway").isEnabledFor(
             logging.DEBUG
         )  # structlog formats dropped lines

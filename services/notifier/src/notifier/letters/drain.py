@@ -221,15 +221,28 @@ class LetterSender:
         return report
 
     async def send_now(self, letter_ids: Sequence[int]) -> BatchReport:
-        """The after-commit immediate send of freshly created letters (the drain is the net)."""
+        """Send these letters now if still scheduled and due: the after-commit immediate send
+        of freshly created letters, an operator's manual send (the drain is the net).
+
+        One transaction (decision 0090): lock the rows (``FOR UPDATE SKIP LOCKED``: a drain's
+        claim or a cancel holding one wins it), read the settings and suppressions, render,
+        call the gateway, record, commit. The row lock is the claim, so no ``sending`` row or
+        lease is written: if the process dies on the way, the transaction rolls back and the
+        letters are simply still due, for the drain (the gateway answers the repeated key with
+        its first result)."""
         now = self.clock()
-        token = uuid.uuid4()
         async with session_scope(self.sessionmaker) as session:
-            claimed = await repository.claim_ids(
-                session, letter_ids, now=now, lease_until=now + self.config.lease, token=token
+            claimed = await repository.lock_due_ids(session, letter_ids, now=now)
+            if not claimed:
+                return BatchReport()
+            lookups = await self._look_up(session, claimed)
+            results, items = await self._prepare(claimed, lookups, now=now)
+            claimed = _without_contexts(claimed)
+            report = await self._send_locked(
+                session, claimed, {c.id for c in claimed}, results, items, now=now
             )
-            lookups = await self._look_up(session, claimed) if claimed else None
-        return await self.deliver(claimed, now=now, lookups=lookups)
+        log.info("letters.drain_batch", **_counts(report))
+        return report
 
     async def claim(self, *, now: datetime) -> list[Claimed]:
         async with session_scope(self.sessionmaker) as session:
@@ -278,23 +291,39 @@ class LetterSender:
         now: datetime,
     ) -> BatchReport:
         """Lock the rows still ours, send the prepared items in one gateway call, record."""
-        report = BatchReport(claimed=len(claimed))
-        by_id = {c.id: c for c in claimed}
         async with session_scope(self.sessionmaker) as session:
-            live = await repository.lock_claimed(session, list(by_id), claimed[0].lease_token)
-            report.lost = len(claimed) - len(live)
-            to_send = [(idempotency_key(i), items.pop(i)) for i in sorted(live) if i in items]
-            answers = await self.gateway.send_encoded(to_send) if to_send else {}
-            del to_send
-            for letter_id in live:
-                if letter_id not in results:
-                    results[letter_id] = self._from_gateway(
-                        by_id[letter_id], answers[idempotency_key(letter_id)], now=now
-                    )
-            await self._record(session, [(by_id[i], results[i]) for i in sorted(live)], now=now)
+            live = await repository.lock_claimed(
+                session, [c.id for c in claimed], claimed[0].lease_token
+            )
+            report = await self._send_locked(session, claimed, live, results, items, now=now)
+        log.info("letters.drain_batch", **_counts(report))
+        return report
+
+    async def _send_locked(
+        self,
+        session: AsyncSession,
+        claimed: Sequence[Claimed],
+        live: set[int],
+        results: dict[int, Result],
+        items: dict[int, bytes],
+        *,
+        now: datetime,
+    ) -> BatchReport:
+        """Send the ``live`` letters (locked by this transaction) in one gateway call and
+        record every one of them; the caller commits."""
+        report = BatchReport(claimed=len(claimed), lost=len(claimed) - len(live))
+        by_id = {c.id: c for c in claimed}
+        to_send = [(idempotency_key(i), items.pop(i)) for i in sorted(live) if i in items]
+        answers = await self.gateway.send_encoded(to_send) if to_send else {}
+        del to_send
+        for letter_id in live:
+            if letter_id not in results:
+                results[letter_id] = self._from_gateway(
+                    by_id[letter_id], answers[idempotency_key(letter_id)], now=now
+                )
+        await self._record(session, [(by_id[i], results[i]) for i in sorted(live)], now=now)
         for letter_id in live:
             report.count(results[letter_id].status)
-        log.info("letters.drain_batch", **_counts(report))
         return report
 
     # ---- deciding -------------------------------------------------------------------------

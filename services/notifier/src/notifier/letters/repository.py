@@ -477,16 +477,13 @@ RETURNING l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.
     l.context, l.attempts, l.send_at, l.expires_at, l.lease_token
 """
 
-_CLAIM_IDS_SQL = """
-UPDATE notifier.letters AS l
-SET status = 'sending', lease_until = :lease_until, lease_token = :token, updated_at = :now
-WHERE l.id IN (
-    SELECT id FROM notifier.letters
-    WHERE id = ANY(:ids) AND status = 'scheduled' AND send_at <= :now
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
+_LOCK_DUE_IDS_SQL = """
+SELECT l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
     l.context, l.attempts, l.send_at, l.expires_at, l.lease_token
+FROM notifier.letters AS l
+WHERE l.id = ANY(:ids) AND l.status = 'scheduled' AND l.send_at <= :now
+ORDER BY l.id
+FOR UPDATE SKIP LOCKED
 """
 
 
@@ -496,19 +493,14 @@ def _claimed(rows: Iterable[Any]) -> list[Claimed]:
     return [Claimed(*row) for row in rows]
 
 
-async def claim_ids(
-    session: AsyncSession,
-    ids: Sequence[int],
-    *,
-    now: datetime,
-    lease_until: datetime,
-    token: uuid.UUID,
+async def lock_due_ids(
+    session: AsyncSession, ids: Sequence[int], *, now: datetime
 ) -> list[Claimed]:
-    """Claim these letters if still scheduled and due (the immediate-send path)."""
-    stmt = text(_CLAIM_IDS_SQL).bindparams(bindparam("ids", type_=ARRAY(BigInteger())))
-    result = await session.execute(
-        stmt, {"ids": list(ids), "now": now, "lease_until": lease_until, "token": token}
-    )
+    """Lock these letters for this transaction if still scheduled and due (the immediate-send
+    path, decision 0090): rows another transaction holds (a drain's claim, a cancel) are
+    skipped; the caller sends and records them before it commits."""
+    stmt = text(_LOCK_DUE_IDS_SQL).bindparams(bindparam("ids", type_=ARRAY(BigInteger())))
+    result = await session.execute(stmt, {"ids": list(ids), "now": now})
     return _claimed(result)
 
 

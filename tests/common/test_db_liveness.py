@@ -1,0 +1,146 @@
+"""Pooled connections the server closed are replaced at checkout without a ping (decision 0089),
+and ``retry_on_disconnect`` repeats an idempotent unit of work whose connection dropped."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+from notifier_common.db import create_engine, retry_on_disconnect
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+PID = text("SELECT pg_backend_pid()")
+
+
+def asyncpg_url(database_url: str) -> str:
+    return database_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def terminate(database_url: str, pid: int) -> None:
+    admin = await asyncpg.connect(asyncpg_url(database_url))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
+async def pooled_driver(engine: AsyncEngine) -> Any:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        return raw.driver_connection
+
+
+async def wait_closed(driver: Any) -> None:
+    for _ in range(500):
+        if driver.is_closed():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the terminated connection never looked closed")
+
+
+async def test_a_connection_the_server_closed_is_replaced_at_checkout(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            first = await conn.scalar(PID)
+        driver = await pooled_driver(engine)
+        await terminate(database_url, first)
+        await wait_closed(driver)  # the server's goodbye reached the idle pooled socket
+
+        async with engine.connect() as conn:  # without the check: "connection is closed"
+            second = await conn.scalar(PID)
+        assert second != first
+    finally:
+        await engine.dispose()
+
+
+async def test_checkout_sends_nothing_to_the_server(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        driver = await pooled_driver(engine)
+        seen: list[str] = []
+        driver.add_query_logger(lambda record: seen.append(record.query))
+        for _ in range(3):
+            async with engine.connect() as conn:
+                await conn.scalar(PID)
+        # the transaction of each use only (its prepared SELECT is not logged by asyncpg);
+        # SQLAlchemy's pre-ping would add BEGIN, ";" and ROLLBACK per checkout
+        assert seen == ["BEGIN;", "ROLLBACK;"] * 3
+    finally:
+        await engine.dispose()
+
+
+async def test_pre_ping_stays_available(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1, pre_ping=True)
+    try:
+        driver = await pooled_driver(engine)
+        seen: list[str] = []
+        driver.add_query_logger(lambda record: seen.append(record.query))
+        async with engine.connect() as conn:
+            await conn.scalar(PID)
+        assert seen == ["BEGIN;", ";", "ROLLBACK;", "BEGIN;", "ROLLBACK;"]
+    finally:
+        await engine.dispose()
+
+
+async def test_retry_on_disconnect_repeats_a_unit_whose_connection_dropped(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    tries: list[int] = []
+
+    async def unit() -> int:
+        async with engine.connect() as conn:
+            pid = await conn.scalar(PID)
+            tries.append(pid)
+            if len(tries) == 1:  # the server goes away under the first try's statement
+                await conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            return int(pid)
+
+    try:
+        pid = await retry_on_disconnect(unit)
+        assert len(tries) == 2
+        assert pid == tries[1] != tries[0]
+    finally:
+        await engine.dispose()
+
+
+async def test_retry_on_disconnect_raises_other_errors_at_once(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    calls = 0
+
+    async def unit() -> None:
+        nonlocal calls
+        calls += 1
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1 / 0"))
+
+    try:
+        with pytest.raises(DBAPIError, match="division by zero"):
+            await retry_on_disconnect(unit)
+        assert calls == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_retry_on_disconnect_gives_up_after_its_attempts(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    calls = 0
+
+    async def unit() -> None:
+        nonlocal calls
+        calls += 1
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    try:
+        with pytest.raises(DBAPIError) as raised:
+            await retry_on_disconnect(unit, attempts=3)
+        assert raised.value.connection_invalidated
+        assert calls == 3
+    finally:
+        await engine.dispose()
