@@ -4,14 +4,17 @@ are two transactions (two transaction ids), not one."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
+import httpx
 from fastapi import FastAPI
 from gateway.messages.service import MessageService
 from gateway.providers.log import LogProvider
 from notifier_common.db import session_scope
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.gateway.conftest import email
 
 TXID = text("SELECT txid_current()")
 
@@ -34,3 +37,30 @@ async def test_log_provider_records_without_a_transaction_block(app: FastAPI) ->
     provider = cast(LogProvider, entry.provider)
     assert provider._sessionmaker is not None
     assert await runs_alone(provider._sessionmaker)
+
+
+async def test_a_message_is_three_statements_on_the_gateway_pool(
+    app: FastAPI, client: httpx.AsyncClient, writer: dict[str, str]
+) -> None:
+    """The round trips of a send (decisions 0088, 0089): the claim, one screening read (the
+    provider switches and the suppressions together), the results; no pre-ping."""
+    await client.post("/v1/messages", json=email(), headers={**writer, "Idempotency-Key": "warm"})
+    engine = app.state.engine.sync_engine  # the token's lookup is cached now
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(" ".join(args[2].split()[:4]))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        r = await client.post(
+            "/v1/messages",
+            json=email(),
+            headers={**writer, "Idempotency-Key": "three-statements"},
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert r.json()["outcome"] == "accepted"
+    assert len(statements) == 3, statements
+    assert statements[1].startswith("SELECT true AS switch")
+    assert statements[2].startswith("UPDATE gateway.messages")

@@ -9,6 +9,7 @@ from typing import Any
 
 from notifier.letters.immediate import ImmediateSends
 from notifier.models import LetterStatus
+from sqlalchemy import event, text
 
 from tests.factories import event_body
 from tests.notifier.letters.conftest import START, Engine, RecordingGateway, Upstream
@@ -65,6 +66,33 @@ class TestImmediateSends:
         report = await letter_engine.sender.send_now(ids)
         assert report.sent == 2
         assert sessions.opened == 1
+
+    async def test_an_immediate_send_is_four_statements(
+        self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
+    ) -> None:
+        """The round trips of the path (decisions 0083, 0090): lock the due rows, their
+        settings, their suppressions, then the results and attempts as one statement."""
+        ids = await due_letters(letter_engine, upstream, 3)
+        engine = letter_engine.sender.sessionmaker.kw["bind"].sync_engine
+        statements: list[str] = []
+
+        def count(*args: Any) -> None:
+            statements.append(args[2].split()[0])
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            report = await letter_engine.sender.send_now(ids)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert report.sent == 3
+        assert statements == ["SELECT", "SELECT", "SELECT", "WITH"]
+        letters = await letter_engine.letters(letter="ActivateClientNotice")
+        assert {(x.status, x.attempts) for x in letters} == {(LetterStatus.sent, 1)}
+        async with letter_engine.sessionmaker() as session:
+            tries = await session.execute(
+                text("SELECT letter_id, try_number, outcome FROM notifier.attempts")
+            )
+            assert sorted(tries.all()) == [(i, 1, "ok") for i in sorted(ids)]
 
     async def test_while_at_the_gateway_the_letters_are_held_by_row_locks_only(
         self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway

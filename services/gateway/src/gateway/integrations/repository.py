@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import ProviderSwitch, ProviderSwitchChange
-
-
-async def switches(session: AsyncSession, names: Iterable[str] | None = None) -> dict[str, bool]:
-    """Operator overrides by provider name (no entry: the settings' default applies)."""
-    stmt = select(ProviderSwitch.provider, ProviderSwitch.enabled)
-    if names is not None:
-        stmt = stmt.where(ProviderSwitch.provider.in_(list(names)))
-    return {name: enabled for name, enabled in (await session.execute(stmt)).all()}
 
 
 async def get(session: AsyncSession, name: str) -> ProviderSwitch | None:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from gateway.integrations import repository
 from gateway.settings import GatewaySettings
 
 
-async def disabled_providers(
-    session: AsyncSession, settings: GatewaySettings, names: Iterable[str]
+def configured(settings: GatewaySettings, names: Iterable[str]) -> set[str]:
+    """The names that are provider instances of these settings."""
+    return {n for n in names if n in settings.providers}
+
+
+def disabled_of(
+    settings: GatewaySettings, names: Iterable[str], overrides: Mapping[str, bool]
 ) -> set[str]:
-    wanted = {n for n in names if n in settings.providers}
-    if not wanted:
-        return set()
-    overrides = await repository.switches(session, wanted)
-    return {n for n in wanted if not overrides.get(n, settings.providers[n].enabled)}
+    """Which of these (configured) providers are off: the override, else the setting."""
+    return {n for n in names if not overrides.get(n, settings.providers[n].enabled)}

@@ -296,3 +296,41 @@ async def count_replayable(session: AsyncSession, provider: str) -> int:
         M.provider == provider, M.status == MessageStatus.skipped, M.code == "disabled"
     )
     return int((await session.execute(stmt)).scalar_one())
+
+
+_SCREENING = text(
+    """
+SELECT true AS switch, provider AS key, NULL AS scope, enabled
+FROM gateway.provider_switches WHERE provider = ANY(:providers)
+UNION ALL
+SELECT false, address, scope, NULL
+FROM gateway.suppressions WHERE address = ANY(:addresses)
+"""
+).bindparams(
+    bindparam("providers", type_=ARRAY(String())), bindparam("addresses", type_=ARRAY(String()))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Screening:
+    """What a claimed batch is screened against before dispatch."""
+
+    switches: dict[str, bool]  # operator overrides by provider name
+    suppressed: set[tuple[str, str]]  # (normalized address, scope) pairs stored
+
+
+async def screening(
+    session: AsyncSession, providers: Iterable[str], addresses: Iterable[str]
+) -> Screening:
+    """The providers' switch overrides and the addresses' suppressions, in one round trip."""
+    names, wanted = sorted(set(providers)), sorted(set(addresses))
+    out = Screening({}, set())
+    if not names and not wanted:
+        return out
+    rows = await session.execute(_SCREENING, {"providers": names, "addresses": wanted})
+    for is_switch, key, scope, enabled in rows:
+        if is_switch:
+            out.switches[key] = enabled
+        else:
+            out.suppressed.add((key, scope))
+    return out

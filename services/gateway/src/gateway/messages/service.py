@@ -30,7 +30,7 @@ from notifier_common.db import autocommit_sessionmaker, retry_on_disconnect, ses
 from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.integrations.switches import disabled_providers
+from gateway.integrations.switches import configured, disabled_of
 from gateway.messages import repository
 from gateway.messages.dispatch import Dispatcher, Pending, addresses_to_check, normalize_address
 from gateway.messages.schemas import BatchItem, SendResultOut
@@ -38,7 +38,6 @@ from gateway.metrics import IDEMPOTENT_REPLAYS
 from gateway.models import MessageRecord, MessageStatus
 from gateway.providers.base import Message, Outcome, SendResult, excerpt
 from gateway.settings import GatewaySettings
-from gateway.suppressions import repository as suppressions
 
 log = get_logger("gateway.messages")
 
@@ -332,10 +331,10 @@ class MessageService:
     async def _screening_state(
         self, session: AsyncSession, pending: Sequence[Pending]
     ) -> tuple[set[str], set[tuple[str, str]]]:
-        names = {p.provider for p in pending if p.provider}
-        disabled = await disabled_providers(session, self.settings, names)
+        names = configured(self.settings, (p.provider for p in pending if p.provider))
         addresses = [a for p in pending for a in addresses_to_check(p.message)]
-        return disabled, await suppressions.matching(session, addresses)
+        found = await repository.screening(session, names, addresses)  # one round trip
+        return disabled_of(self.settings, names, found.switches), found.suppressed
 
     async def _dispatch_and_store(
         self,

@@ -23,16 +23,6 @@ class NewSuppression:
     detail: str | None = None
 
 
-async def matching(session: AsyncSession, addresses: Sequence[str]) -> set[tuple[str, str]]:
-    """(address, scope) pairs stored for these (normalized) addresses."""
-    if not addresses:
-        return set()
-    stmt = select(Suppression.address, Suppression.scope).where(
-        Suppression.address.in_(sorted(set(addresses)))
-    )
-    return {(a, s) for a, s in (await session.execute(stmt)).all()}
-
-
 async def add_many(session: AsyncSession, rows: Sequence[NewSuppression]) -> int:
     """Insert; an existing (address, scope) is kept as it is. Returns how many were new."""
     if not rows:

@@ -541,8 +541,7 @@ class LetterSender:
                         "created_at": now,
                     }
                 )
-        await repository.update_letters(session, updates)
-        await repository.insert_attempts(session, attempts)
+        await repository.record_results(session, updates, attempts)
 
 
 async def _run_lanes(lane: Callable[[], Awaitable[None]], lanes: int) -> None:
