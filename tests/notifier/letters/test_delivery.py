@@ -168,7 +168,7 @@ class TestCrashSafety:
             raise ConnectionResetError("worker lost its database connection")
 
         with monkeypatch.context() as m:
-            m.setattr(repository, "record_results", crash)
+            m.setattr(repository, "update_letters", crash)
             with pytest.raises(ConnectionResetError):
                 await letter_engine.sender.drain(now=DUE)
         assert len(gateway.sent) == 1  # the provider has it

@@ -115,7 +115,7 @@ async def test_a_crash_after_the_real_gateway_accepted_sends_once(
         raise ConnectionResetError("killed")
 
     with monkeypatch.context() as m:
-        m.setattr(repository, "record_results", crash)
+        m.setattr(repository, "update_letters", crash)
         with pytest.raises(ConnectionResetError):
             await real_engine.sender.drain(now=due)
     await real_engine.sender.drain(now=due + real_engine.sender.config.lease)

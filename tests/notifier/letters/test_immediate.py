@@ -9,6 +9,8 @@ from typing import Any
 
 from notifier.letters.immediate import ImmediateSends
 from notifier.models import LetterStatus
+from notifier.operator import repository as operator_repository
+from notifier_common.db import session_scope
 from sqlalchemy import event, text
 
 from tests.factories import event_body
@@ -67,11 +69,11 @@ class TestImmediateSends:
         assert report.sent == 2
         assert sessions.opened == 1
 
-    async def test_an_immediate_send_is_four_statements(
+    async def test_an_immediate_send_is_five_statements(
         self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
     ) -> None:
-        """The round trips of the path (decisions 0083, 0090): lock the due rows, their
-        settings, their suppressions, then the results and attempts as one statement."""
+        """The round trips of the path (decisions 0083, 0090): lock the due rows, read their
+        settings and their suppressions, write the results and the attempts."""
         ids = await due_letters(letter_engine, upstream, 3)
         engine = letter_engine.sender.sessionmaker.kw["bind"].sync_engine
         statements: list[str] = []
@@ -85,7 +87,7 @@ class TestImmediateSends:
         finally:
             event.remove(engine, "before_cursor_execute", count)
         assert report.sent == 3
-        assert statements == ["SELECT", "SELECT", "SELECT", "WITH"]
+        assert statements == ["SELECT", "SELECT", "SELECT", "UPDATE", "INSERT"]
         letters = await letter_engine.letters(letter="ActivateClientNotice")
         assert {(x.status, x.attempts) for x in letters} == {(LetterStatus.sent, 1)}
         async with letter_engine.sessionmaker() as session:
@@ -134,6 +136,48 @@ class TestImmediateSends:
             f"letter-{i}" for i in ids
         )
 
+    async def test_a_cancel_during_the_send_waits_and_then_finds_it_sent(
+        self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
+    ) -> None:
+        """Decision 0020 with the row-lock claim: the operator's cancel blocks on the row until
+        the send commits, then finds the letter no longer scheduled (409)."""
+        [letter_id] = await due_letters(letter_engine, upstream, 1)
+        paused = PausedGateway(letter_engine)
+        send = asyncio.create_task(letter_engine.sender.send_now([letter_id]))
+        await asyncio.wait_for(paused.reached.wait(), 5)
+        cancel = asyncio.create_task(operator_cancel(letter_engine, letter_id))
+        await asyncio.sleep(0.2)
+        assert not cancel.done()  # waiting for the row lock
+        paused.release.set()
+        assert (await send).sent == 1
+        assert await cancel is False
+        [letter] = await letter_engine.letters(id=letter_id)
+        assert letter.status == LetterStatus.sent
+
+    async def test_a_cancel_after_a_failed_send_cancels_for_good(
+        self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
+    ) -> None:
+        """The gateway is down: the send's transaction rolls back, the waiting cancel then
+        cancels the letter, and no drain sends it afterwards."""
+        [letter_id] = await due_letters(letter_engine, upstream, 1)
+        paused = PausedGateway(letter_engine)
+        gateway.fail_with = 503
+        send = asyncio.create_task(letter_engine.sender.send_now([letter_id]))
+        await asyncio.wait_for(paused.reached.wait(), 5)
+        cancel = asyncio.create_task(operator_cancel(letter_engine, letter_id))
+        await asyncio.sleep(0.2)
+        assert not cancel.done()
+        paused.release.set()
+        with contextlib.suppress(Exception):
+            await send
+        assert await cancel is True
+        gateway.fail_with = None
+        letter_engine.clock.advance(timedelta(hours=2))
+        await letter_engine.sender.drain(now=letter_engine.clock())
+        [letter] = await letter_engine.letters(id=letter_id)
+        assert letter.status == LetterStatus.cancelled
+        assert gateway.sent == []
+
     async def test_batches_are_cut_at_max_batch(
         self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
     ) -> None:
@@ -141,6 +185,14 @@ class TestImmediateSends:
         await ImmediateSends(letter_engine.sender, window=0, max_batch=2).send(ids)
         assert gateway.calls == 2
         assert len(gateway.sent) == 3
+
+
+async def operator_cancel(engine: Engine, letter_id: int) -> bool:
+    """The operator API's cancel, in a transaction of its own."""
+    async with session_scope(engine.sessionmaker) as session:
+        return await operator_repository.cancel_if_scheduled(
+            session, letter_id, reason="operator", now=engine.clock()
+        )
 
 
 class PausedGateway:

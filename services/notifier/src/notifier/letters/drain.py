@@ -541,7 +541,8 @@ class LetterSender:
                         "created_at": now,
                     }
                 )
-        await repository.record_results(session, updates, attempts)
+        await repository.update_letters(session, updates)
+        await repository.insert_attempts(session, attempts)
 
 
 async def _run_lanes(lane: Callable[[], Awaitable[None]], lanes: int) -> None:

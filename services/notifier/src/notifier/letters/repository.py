@@ -522,34 +522,29 @@ async def lock_claimed(session: AsyncSession, ids: Sequence[int], token: uuid.UU
     return set(result.scalars())
 
 
-# the results of a batch and their attempts in one statement: the UPDATE is a data-modifying
-# CTE, which PostgreSQL runs to completion whether or not the INSERT reads it
-_RECORD_SQL = text(
-    """
-WITH recorded AS (
-    UPDATE notifier.letters AS l
-    SET status = r.status, send_at = r.send_at, sent_at = r.sent_at,
-        provider_message_id = r.provider_message_id, last_error = r.last_error,
-        skip_reason = r.skip_reason, attempts = r.attempts, lease_until = NULL,
-        lease_token = NULL, updated_at = r.updated_at
-    FROM unnest(CAST(:id AS bigint[]), CAST(:status AS text[]), CAST(:send_at AS timestamptz[]),
-        CAST(:sent_at AS timestamptz[]), CAST(:provider_message_id AS text[]),
-        CAST(:last_error AS text[]), CAST(:skip_reason AS text[]), CAST(:attempts AS int[]),
-        CAST(:updated_at AS timestamptz[]))
-        AS r(id, status, send_at, sent_at, provider_message_id, last_error, skip_reason,
-             attempts, updated_at)
-    WHERE l.id = r.id
-    RETURNING 1
-)
+_UPDATE_LETTERS_SQL = """
+UPDATE notifier.letters AS l
+SET status = r.status, send_at = r.send_at, sent_at = r.sent_at,
+    provider_message_id = r.provider_message_id, last_error = r.last_error,
+    skip_reason = r.skip_reason, attempts = r.attempts, lease_until = NULL, lease_token = NULL,
+    updated_at = r.updated_at
+FROM unnest(CAST(:id AS bigint[]), CAST(:status AS text[]), CAST(:send_at AS timestamptz[]),
+    CAST(:sent_at AS timestamptz[]), CAST(:provider_message_id AS text[]),
+    CAST(:last_error AS text[]), CAST(:skip_reason AS text[]), CAST(:attempts AS int[]),
+    CAST(:updated_at AS timestamptz[]))
+    AS r(id, status, send_at, sent_at, provider_message_id, last_error, skip_reason, attempts,
+         updated_at)
+WHERE l.id = r.id
+"""
+
+_INSERT_ATTEMPTS_SQL = """
 INSERT INTO notifier.attempts (letter_id, try_number, outcome, status_code, code, error,
     provider, provider_message_id, duration_ms, created_at)
-SELECT * FROM unnest(CAST(:a_letter_id AS bigint[]), CAST(:a_try_number AS int[]),
-    CAST(:a_outcome AS text[]), CAST(:a_status_code AS int[]), CAST(:a_code AS text[]),
-    CAST(:a_error AS text[]), CAST(:a_provider AS text[]),
-    CAST(:a_provider_message_id AS text[]), CAST(:a_duration_ms AS int[]),
-    CAST(:a_created_at AS timestamptz[]))
+SELECT * FROM unnest(CAST(:letter_id AS bigint[]), CAST(:try_number AS int[]),
+    CAST(:outcome AS text[]), CAST(:status_code AS int[]), CAST(:code AS text[]),
+    CAST(:error AS text[]), CAST(:provider AS text[]), CAST(:provider_message_id AS text[]),
+    CAST(:duration_ms AS int[]), CAST(:created_at AS timestamptz[]))
 """
-)
 
 _LETTER_UPDATE_COLUMNS = (
     "id",
@@ -584,27 +579,18 @@ def _columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[st
     }
 
 
-async def record_results(
-    session: AsyncSession,
-    letters: Sequence[Mapping[str, Any]],
-    attempts: Sequence[Mapping[str, Any]],
-) -> None:
-    """Record delivery results by primary key and their attempts: one statement, one round trip
-    (the update is a data-modifying CTE of the insert), arrays rather than a bind per row.
+async def update_letters(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Record delivery results by primary key, one statement (arrays, not a row per bind).
 
-    Each letter row: id, status, send_at, sent_at, provider_message_id, last_error, skip_reason,
-    attempts, updated_at (the lease is always released); each attempt row: letter_id,
-    try_number, outcome, status_code, code, error, provider, provider_message_id, duration_ms,
-    created_at."""
-    if not letters:
-        if attempts:
-            raise ValueError("attempts are recorded with their letters")
-        return
-    params = _columns(letters, _LETTER_UPDATE_COLUMNS)
-    params.update(
-        {f"a_{name}": values for name, values in _columns(attempts, _ATTEMPT_COLUMNS).items()}
-    )
-    await session.execute(_RECORD_SQL, params)
+    Each row: id, status, send_at, sent_at, provider_message_id, last_error, skip_reason,
+    attempts, updated_at; the lease is always released."""
+    if rows:
+        await session.execute(text(_UPDATE_LETTERS_SQL), _columns(rows, _LETTER_UPDATE_COLUMNS))
+
+
+async def insert_attempts(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        await session.execute(text(_INSERT_ATTEMPTS_SQL), _columns(rows, _ATTEMPT_COLUMNS))
 
 
 # ---- settings -----------------------------------------------------------------------------
