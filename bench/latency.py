@@ -13,6 +13,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -57,6 +58,7 @@ async def paced(env: BenchEnv, rate: int, seconds: float, tag: str) -> int:
 #: An event counts once all its letters are sent (rows = events, compared with ``published``).
 LAT_SQL = """
 SELECT e.id,
+       min(extract(epoch FROM e.occurred_at)) AS at,
        max(extract(epoch FROM (GREATEST(m.sent_at, l.sent_at) - e.occurred_at))) * 1000 AS ms,
        max(extract(epoch FROM (e.processed_at - e.occurred_at))) * 1000 AS stored_ms,
        max(extract(epoch FROM (l.sent_at - e.occurred_at))) * 1000 AS send_started_ms,
@@ -78,6 +80,32 @@ HAVING bool_and(l.status = 'sent')
 #: settings and suppressions, render, row locks and the HTTP call before it); the rest is the
 #: provider and the gateway marking it sent.
 STAGES = ("stored_ms", "send_started_ms", "at_gateway_ms")
+
+#: PostgreSQL checkpoints so far (by time and requested, e.g. by WAL volume): a checkpoint that
+#: starts during a run makes the first write of every page a full-page image in the WAL, and
+#: commits wait for it
+_CHECKPOINTS_SQL = "SELECT checkpoints_timed + checkpoints_req AS n FROM pg_stat_bgwriter"
+TARGET_MS = 100.0
+
+
+def tail_shape(rows: Sequence[tuple[float, float]], target_ms: float = TARGET_MS) -> dict[str, Any]:
+    """Is the tail steady or a few stalls? ``rows``: (publish time, latency ms) per event.
+    Events over the target, the publish seconds they fall in, and the worst such second
+    (seconds from the run's first event, and how many of its events were over)."""
+    if not rows:
+        return {"over_target": 0, "seconds_over_target": 0, "worst_second": None}
+    start = min(at for at, _ in rows)
+    by_second: dict[int, int] = {}
+    for at, ms in rows:
+        if ms > target_ms:
+            second = int(at - start)
+            by_second[second] = by_second.get(second, 0) + 1
+    worst = max(by_second.items(), key=lambda kv: kv[1], default=None)
+    return {
+        "over_target": sum(by_second.values()),
+        "seconds_over_target": len(by_second),
+        "worst_second": {"at_s": worst[0], "events_over": worst[1]} if worst else None,
+    }
 
 
 #: the processes whose CPU each run reports per event (``cpu_us_per_event``): where the box's
@@ -145,6 +173,7 @@ def one_run(
     env: BenchEnv, cfg: Config, tag: str, procs: dict[str, Proc] | None = None
 ) -> dict[str, Any]:
     procs = procs or {}
+    checkpoints0 = int(env.sql(_CHECKPOINTS_SQL)[0]["n"])
     cpu0 = cpu_by_pid(procs, shared_servers(env))
     published = asyncio.run(paced(env, cfg.latency_rate, cfg.latency_seconds, tag))
     end_publish = time.monotonic()
@@ -156,6 +185,7 @@ def one_run(
             break
         time.sleep(0.5)
     spent = cpu_spent(cpu0, cpu_by_pid(procs, shared_servers(env)))
+    checkpoints = int(env.sql(_CHECKPOINTS_SQL)[0]["n"]) - checkpoints0
     cpu_us = {role: round(1e6 * sec / max(published, 1)) for role, sec in spent.items()}
     delivered = [float(r["ms"]) for r in rows]
     stages: dict[str, dict[str, float]] = {}
@@ -179,6 +209,8 @@ def one_run(
         "lower_bound": missing > 0,
         "stages": stages,
         "cpu_us_per_event": cpu_us,
+        "tail": tail_shape([(float(r["at"]), float(r["ms"])) for r in rows]),
+        "checkpoints": checkpoints,
     }
 
 
@@ -198,6 +230,10 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     try:
         processing.wait_started(env, worker)
+        if cfg.latency_warmup > 0:  # not measured: start-up cost, see Config.latency_warmup
+            asyncio.run(paced(env, cfg.latency_rate, cfg.latency_warmup, "warm"))
+            processing.wait_idle(env)
+            time.sleep(1.0)  # the jobs end at commit: let their immediate sends finish
         for i in range(cfg.runs):
             tag = f"{random.getrandbits(24):06x}{i}"
             runs.append(one_run(env, cfg, tag, procs))
@@ -223,6 +259,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             "publisher": "notifier_common.publisher.publish (arq enqueue)",
             "measured": "letters.sent_at - events.occurred_at",
             "grace_seconds": cfg.latency_grace,
+            "warmup_seconds": cfg.latency_warmup,
             "between_runs": "VACUUM ANALYZE of the tables the runs write",
             "target": "p99 < 100 ms",
         },
@@ -231,6 +268,10 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         vals = [r[key] for r in runs if r[key] is not None]
         result[key] = stats.spread(vals) if vals else None
     result["lower_bound"] = any(r["lower_bound"] for r in runs)
+    # steady or stalls: events over the target per run, the publish seconds they fall in, the
+    # worst second; and the PostgreSQL checkpoints that began during each run
+    result["tail"] = [r["tail"] for r in runs]
+    result["checkpoints_during_runs"] = [r["checkpoints"] for r in runs]
     # until the letters are counted (grace included): idle time adds little CPU
     result["cpu_us_per_event"] = {
         role: stats.spread([r["cpu_us_per_event"][role] for r in runs])

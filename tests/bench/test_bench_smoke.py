@@ -121,3 +121,27 @@ def test_box_speed_is_the_time_of_a_fixed_loop() -> None:
 
     small, big = box_speed_ms(20_000), box_speed_ms(2_000_000)
     assert 0 < small < big  # the same loop, 100 times longer: a measured time, not a constant
+
+
+class TestLatencyTail:
+    def test_a_stall_shows_as_one_second_with_many_events_over(self) -> None:
+        from bench.latency import tail_shape
+
+        steady = [(1000.0 + i / 200, 40.0) for i in range(2000)]  # 10 s at 200/s, 40 ms each
+        stall = [(1004.0 + i / 200, 300.0) for i in range(100)]  # half a second at 300 ms
+        shape = tail_shape([*steady, *stall, (1008.5, 120.0)])
+        assert shape == {
+            "over_target": 101,
+            "seconds_over_target": 2,
+            "worst_second": {"at_s": 4, "events_over": 100},
+        }
+
+    def test_no_event_over_the_target(self) -> None:
+        from bench.latency import tail_shape
+
+        assert tail_shape([(1.0, 99.0), (2.0, 100.0)]) == {
+            "over_target": 0,
+            "seconds_over_target": 0,
+            "worst_second": None,
+        }
+        assert tail_shape([])["worst_second"] is None
