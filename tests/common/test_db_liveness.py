@@ -4,6 +4,7 @@ and ``retry_on_disconnect`` repeats an idempotent unit of work whose connection 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 PID = text("SELECT pg_backend_pid()")
+SUICIDE = text("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """One pooled connection, so the next checkout is the connection the test worked on."""
+    eng = create_engine(database_url, pool_size=1)
+    yield eng
+    await eng.dispose()
 
 
 def asyncpg_url(database_url: str) -> str:
@@ -42,55 +52,49 @@ async def wait_closed(driver: Any) -> None:
     raise AssertionError("the terminated connection never looked closed")
 
 
-async def test_a_connection_the_server_closed_is_replaced_at_checkout(database_url: str) -> None:
-    engine = create_engine(database_url, pool_size=1)
-    try:
+async def test_a_connection_the_server_closed_is_replaced_at_checkout(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    async with engine.connect() as conn:
+        first = await conn.scalar(PID)
+    driver = await pooled_driver(engine)
+    await terminate(database_url, first)
+    await wait_closed(driver)  # the server's goodbye reached the idle pooled socket
+
+    async with engine.connect() as conn:  # without the check: "connection is closed"
+        second = await conn.scalar(PID)
+    assert second != first
+
+
+async def logged_checkouts(engine: AsyncEngine, times: int) -> list[str]:
+    """What asyncpg logs of ``times`` checkouts that each run one prepared SELECT."""
+    driver = await pooled_driver(engine)
+    seen: list[str] = []
+    driver.add_query_logger(lambda record: seen.append(record.query))
+    for _ in range(times):
         async with engine.connect() as conn:
-            first = await conn.scalar(PID)
-        driver = await pooled_driver(engine)
-        await terminate(database_url, first)
-        await wait_closed(driver)  # the server's goodbye reached the idle pooled socket
-
-        async with engine.connect() as conn:  # without the check: "connection is closed"
-            second = await conn.scalar(PID)
-        assert second != first
-    finally:
-        await engine.dispose()
+            await conn.scalar(PID)
+    return seen
 
 
-async def test_checkout_sends_nothing_to_the_server(database_url: str) -> None:
-    engine = create_engine(database_url, pool_size=1)
-    try:
-        driver = await pooled_driver(engine)
-        seen: list[str] = []
-        driver.add_query_logger(lambda record: seen.append(record.query))
-        for _ in range(3):
-            async with engine.connect() as conn:
-                await conn.scalar(PID)
-        # the transaction of each use only (its prepared SELECT is not logged by asyncpg);
-        # SQLAlchemy's pre-ping would add BEGIN, ";" and ROLLBACK per checkout
-        assert seen == ["BEGIN;", "ROLLBACK;"] * 3
-    finally:
-        await engine.dispose()
+async def test_checkout_sends_nothing_to_the_server(engine: AsyncEngine) -> None:
+    # the transaction of each use only (its prepared SELECT is not logged by asyncpg);
+    # SQLAlchemy's pre-ping would add BEGIN, ";" and ROLLBACK per checkout
+    assert await logged_checkouts(engine, 3) == ["BEGIN;", "ROLLBACK;"] * 3
 
 
 async def test_pre_ping_stays_available(database_url: str) -> None:
     engine = create_engine(database_url, pool_size=1, pre_ping=True)
     try:
-        driver = await pooled_driver(engine)
-        seen: list[str] = []
-        driver.add_query_logger(lambda record: seen.append(record.query))
-        async with engine.connect() as conn:
-            await conn.scalar(PID)
-        assert seen == ["BEGIN;", ";", "ROLLBACK;", "BEGIN;", "ROLLBACK;"]
+        seen = await logged_checkouts(engine, 1)
     finally:
         await engine.dispose()
+    assert seen == ["BEGIN;", ";", "ROLLBACK;", "BEGIN;", "ROLLBACK;"]
 
 
 async def test_retry_on_disconnect_repeats_a_unit_whose_connection_dropped(
-    database_url: str,
+    engine: AsyncEngine,
 ) -> None:
-    engine = create_engine(database_url, pool_size=1)
     tries: list[int] = []
 
     async def unit() -> int:
@@ -98,19 +102,15 @@ async def test_retry_on_disconnect_repeats_a_unit_whose_connection_dropped(
             pid = await conn.scalar(PID)
             tries.append(pid)
             if len(tries) == 1:  # the server goes away under the first try's statement
-                await conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+                await conn.execute(SUICIDE)
             return int(pid)
 
-    try:
-        pid = await retry_on_disconnect(unit)
-        assert len(tries) == 2
-        assert pid == tries[1] != tries[0]
-    finally:
-        await engine.dispose()
+    pid = await retry_on_disconnect(unit)
+    assert len(tries) == 2
+    assert pid == tries[1] != tries[0]
 
 
-async def test_retry_on_disconnect_raises_other_errors_at_once(database_url: str) -> None:
-    engine = create_engine(database_url, pool_size=1)
+async def test_retry_on_disconnect_raises_other_errors_at_once(engine: AsyncEngine) -> None:
     calls = 0
 
     async def unit() -> None:
@@ -119,28 +119,21 @@ async def test_retry_on_disconnect_raises_other_errors_at_once(database_url: str
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1 / 0"))
 
-    try:
-        with pytest.raises(DBAPIError, match="division by zero"):
-            await retry_on_disconnect(unit)
-        assert calls == 1
-    finally:
-        await engine.dispose()
+    with pytest.raises(DBAPIError, match="division by zero"):
+        await retry_on_disconnect(unit)
+    assert calls == 1
 
 
-async def test_retry_on_disconnect_gives_up_after_its_attempts(database_url: str) -> None:
-    engine = create_engine(database_url, pool_size=1)
+async def test_retry_on_disconnect_gives_up_after_its_attempts(engine: AsyncEngine) -> None:
     calls = 0
 
     async def unit() -> None:
         nonlocal calls
         calls += 1
         async with engine.connect() as conn:
-            await conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            await conn.execute(SUICIDE)
 
-    try:
-        with pytest.raises(DBAPIError) as raised:
-            await retry_on_disconnect(unit, attempts=3)
-        assert raised.value.connection_invalidated
-        assert calls == 3
-    finally:
-        await engine.dispose()
+    with pytest.raises(DBAPIError) as raised:
+        await retry_on_disconnect(unit, attempts=3)
+    assert raised.value.connection_invalidated
+    assert calls == 3

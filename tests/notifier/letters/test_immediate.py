@@ -19,6 +19,10 @@ from tests.notifier.letters.conftest import START, Engine, RecordingGateway, Ups
 ACTIVATED = {"payment_type": "prepaid", "service": "taxi"}
 
 
+async def statuses(engine: Engine) -> set[LetterStatus]:
+    return {x.status for x in await engine.letters(letter="ActivateClientNotice")}
+
+
 async def due_letters(engine: Engine, upstream: Upstream, clients: int) -> list[int]:
     """Letters due now, created with no sender attached (nothing sent yet)."""
     engine.processor.sender = None
@@ -41,8 +45,7 @@ class TestImmediateSends:
         await asyncio.gather(*(sends.send([i]) for i in ids))
         assert gateway.calls == 1
         assert len(gateway.sent) == 5
-        statuses = {x.status for x in await letter_engine.letters(letter="ActivateClientNotice")}
-        assert statuses == {LetterStatus.sent}
+        assert await statuses(letter_engine) == {LetterStatus.sent}
 
     async def test_a_failed_send_leaves_the_letters_to_the_drain(
         self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
@@ -106,14 +109,12 @@ class TestImmediateSends:
         task = asyncio.create_task(letter_engine.sender.send_now(ids))
         await asyncio.wait_for(paused.reached.wait(), 5)
         assert await letter_engine.sender.claim(now=letter_engine.clock()) == []
-        statuses = {x.status for x in await letter_engine.letters(letter="ActivateClientNotice")}
-        assert statuses == {LetterStatus.scheduled}
+        assert await statuses(letter_engine) == {LetterStatus.scheduled}
         paused.release.set()
         report = await task
         assert report.sent == 2
         assert len(gateway.sent) == 2
-        statuses = {x.status for x in await letter_engine.letters(letter="ActivateClientNotice")}
-        assert statuses == {LetterStatus.sent}
+        assert await statuses(letter_engine) == {LetterStatus.sent}
 
     async def test_a_send_that_dies_at_the_gateway_leaves_the_letters_due_at_once(
         self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
@@ -127,8 +128,7 @@ class TestImmediateSends:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        statuses = {x.status for x in await letter_engine.letters(letter="ActivateClientNotice")}
-        assert statuses == {LetterStatus.scheduled}
+        assert await statuses(letter_engine) == {LetterStatus.scheduled}
         paused.restore()
         report = await letter_engine.sender.drain(now=letter_engine.clock())
         assert report.sent == 2

@@ -269,16 +269,14 @@ class LetterSender:
         settings = await effective(session, names, catalog=self.catalog)
         return _Lookups(settings, await suppressed(session, claimed))  # one query per batch
 
-    async def deliver(
-        self, claimed: Sequence[Claimed], *, now: datetime, lookups: _Lookups | None = None
-    ) -> BatchReport:
-        """Decide, send in one gateway call and record — under row locks (see module doc).
-        ``lookups``: read in the claim's transaction (else here, in a session of their own)."""
+    async def deliver(self, claimed: Sequence[Claimed], *, now: datetime) -> BatchReport:
+        """Decide, send in one gateway call and record rows claimed by ``claim`` — under row
+        locks (see module doc); the drain's lanes do the same with their look-ups read in the
+        claim's transaction."""
         if not claimed:
             return BatchReport()
-        if lookups is None:
-            async with self.sessionmaker() as session:
-                lookups = await self._look_up(session, claimed)
+        async with self.sessionmaker() as session:
+            lookups = await self._look_up(session, claimed)
         results, items = await self._prepare(claimed, lookups, now=now)
         return await self._send(_without_contexts(claimed), results, items, now=now)
 

@@ -477,7 +477,8 @@ RETURNING l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.
     l.context, l.attempts, l.send_at, l.expires_at, l.lease_token
 """
 
-_LOCK_DUE_IDS_SQL = """
+_LOCK_DUE_IDS_SQL = text(
+    """
 SELECT l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
     l.context, l.attempts, l.send_at, l.expires_at, l.lease_token
 FROM notifier.letters AS l
@@ -485,6 +486,7 @@ WHERE l.id = ANY(:ids) AND l.status = 'scheduled' AND l.send_at <= :now
 ORDER BY l.id
 FOR UPDATE SKIP LOCKED
 """
+).bindparams(bindparam("ids", type_=ARRAY(BigInteger())))
 
 
 def _claimed(rows: Iterable[Any]) -> list[Claimed]:
@@ -499,8 +501,7 @@ async def lock_due_ids(
     """Lock these letters for this transaction if still scheduled and due (the immediate-send
     path, decision 0090): rows another transaction holds (a drain's claim, a cancel) are
     skipped; the caller sends and records them before it commits."""
-    stmt = text(_LOCK_DUE_IDS_SQL).bindparams(bindparam("ids", type_=ARRAY(BigInteger())))
-    result = await session.execute(stmt, {"ids": list(ids), "now": now})
+    result = await session.execute(_LOCK_DUE_IDS_SQL, {"ids": list(ids), "now": now})
     return _claimed(result)
 
 
