@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import redis
@@ -139,19 +139,32 @@ class BenchEnv:
 
     def sql(self, query: str, *args: Any) -> Any:
         """Run one statement on a fresh connection; returns fetch() rows."""
-
-        async def go() -> Any:
-            conn = await asyncpg.connect(self.dsn)
-            try:
-                return await conn.fetch(query, *args)
-            finally:
-                await conn.close()
-
-        return asyncio.run(go())
+        return run_sql(self.dsn, query, *args)
 
     def table_exists(self, qualified: str) -> bool:
         rows = self.sql("SELECT to_regclass($1) IS NOT NULL AS ok", qualified)
         return bool(rows[0]["ok"])
+
+
+class SqlEnv(Protocol):
+    """What upkeep between measurements needs of a ``BenchEnv``: its database."""
+
+    def sql(self, query: str, *args: Any) -> Any: ...
+
+    def table_exists(self, qualified: str) -> bool: ...
+
+
+def run_sql(dsn: str, query: str, *args: Any) -> Any:
+    """One statement on a fresh connection to ``dsn`` (libpq form); returns fetch() rows."""
+
+    async def go() -> Any:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
 
 
 async def _admin(services: Services, *statements: str) -> None:

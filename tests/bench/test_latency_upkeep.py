@@ -1,0 +1,77 @@
+"""The latency workload's upkeep after the warm-up (decision 0092), on the real PostgreSQL.
+
+``letters.reset`` TRUNCATEs the written tables: they keep the column statistics of the rows an
+earlier workload left, and ANALYZE of an empty table does not replace them. A gateway
+connection that prepared its copy-join on ``gateway.messages`` while the table held a few dozen
+rows keeps that plan, a sequential scan, however large the table grows. ``vacuum_written_tables``
+after the warm-up gives the tables statistics of their own rows and makes the plan be made again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from gateway.providers.log import _COPY
+from sqlalchemy.dialects import postgresql
+
+from bench.env import run_sql
+from bench.latency import vacuum_written_tables
+
+#: ``n`` messages whose stored request is ``width`` bytes of incompressible text
+_FILL = """
+INSERT INTO gateway.messages (id, idempotency_key, request_hash, request, channel, action,
+    provider, recipient, status)
+SELECT gen_random_uuid(), 'k-' || gen_random_uuid(), 'h',
+    (SELECT string_agg(md5(random()::text || i || g), '') FROM generate_series(1, $2 / 32) AS g),
+    'email', 'send', 'log', 'a@example.com', 'accepted'
+FROM generate_series(1, $1) AS i
+"""
+_COPY_SQL = str(_COPY.compile(dialect=postgresql.asyncpg.dialect()))
+
+
+class _Database:
+    """The part of a ``BenchEnv`` the upkeep uses, on the test database."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def sql(self, query: str, *args: Any) -> Any:
+        return run_sql(self.dsn, query, *args)
+
+    def table_exists(self, qualified: str) -> bool:
+        return bool(self.sql("SELECT to_regclass($1) IS NOT NULL AS ok", qualified)[0]["ok"])
+
+
+def test_the_first_run_is_not_planned_on_the_truncated_tables(libpq_url: str) -> None:
+    db = _Database(libpq_url)
+    # an earlier workload: wide messages, analyzed, then truncated by letters.reset
+    db.sql(_FILL, 2_000, 1_920)
+    db.sql("ANALYZE gateway.messages")
+    db.sql("TRUNCATE gateway.messages, gateway.logged_messages")
+    db.sql(_FILL, 40, 1_920)  # the warm-up's first second
+
+    with asyncio.Runner() as runner:  # one connection held throughout, as the gateway's are
+        gateway = runner.run(asyncpg.connect(libpq_url))
+
+        def plan() -> str:
+            rows = runner.run(
+                gateway.fetch("EXPLAIN EXECUTE copy('log', ARRAY['x'], ARRAY[gen_random_uuid()])")
+            )
+            return "\n".join(row[0] for row in rows)
+
+        try:
+            runner.run(gateway.execute("SET plan_cache_mode = force_generic_plan"))
+            runner.run(gateway.execute(f"PREPARE copy AS {_COPY_SQL}"))
+            assert "Seq Scan on messages" in plan()
+            db.sql(_FILL, 600, 1_920)  # the rest of the warm-up: the cached plan stays
+            assert "Seq Scan on messages" in plan()
+
+            vacuum_written_tables(db)
+
+            assert "Index Scan using pk_messages on messages" in plan()
+        finally:
+            runner.run(gateway.close())
+    stats = db.sql("SELECT reltuples FROM pg_class WHERE oid = 'gateway.messages'::regclass")
+    assert stats[0]["reltuples"] == 640
