@@ -139,11 +139,10 @@ class BenchEnv:
 
     def sql(self, query: str, *args: Any) -> Any:
         """Run one statement on a fresh connection; returns fetch() rows."""
-        return run_sql(self.dsn, query, *args)
+        return Database(self.dsn).sql(query, *args)
 
     def table_exists(self, qualified: str) -> bool:
-        rows = self.sql("SELECT to_regclass($1) IS NOT NULL AS ok", qualified)
-        return bool(rows[0]["ok"])
+        return Database(self.dsn).table_exists(qualified)
 
 
 class SqlEnv(Protocol):
@@ -154,17 +153,28 @@ class SqlEnv(Protocol):
     def table_exists(self, qualified: str) -> bool: ...
 
 
-def run_sql(dsn: str, query: str, *args: Any) -> Any:
-    """One statement on a fresh connection to ``dsn`` (libpq form); returns fetch() rows."""
+@dataclass(frozen=True)
+class Database:
+    """A database by its libpq DSN, one fresh connection per statement: the bench's own reads
+    and upkeep (a ``BenchEnv``'s, or the test database's)."""
 
-    async def go() -> Any:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
+    dsn: str
 
-    return asyncio.run(go())
+    def sql(self, query: str, *args: Any) -> Any:
+        """Run one statement; returns fetch() rows."""
+
+        async def go() -> Any:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                return await conn.fetch(query, *args)
+            finally:
+                await conn.close()
+
+        return asyncio.run(go())
+
+    def table_exists(self, qualified: str) -> bool:
+        rows = self.sql("SELECT to_regclass($1) IS NOT NULL AS ok", qualified)
+        return bool(rows[0]["ok"])
 
 
 async def _admin(services: Services, *statements: str) -> None:

@@ -10,13 +10,12 @@ after the warm-up gives the tables statistics of their own rows and makes the pl
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import asyncpg
 from gateway.providers.log import _COPY
 from sqlalchemy.dialects import postgresql
 
-from bench.env import run_sql
+from bench.env import Database
 from bench.latency import vacuum_written_tables
 
 #: ``n`` messages whose stored request is ``width`` bytes of incompressible text
@@ -31,21 +30,8 @@ FROM generate_series(1, $1) AS i
 _COPY_SQL = str(_COPY.compile(dialect=postgresql.asyncpg.dialect()))
 
 
-class _Database:
-    """The part of a ``BenchEnv`` the upkeep uses, on the test database."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    def sql(self, query: str, *args: Any) -> Any:
-        return run_sql(self.dsn, query, *args)
-
-    def table_exists(self, qualified: str) -> bool:
-        return bool(self.sql("SELECT to_regclass($1) IS NOT NULL AS ok", qualified)[0]["ok"])
-
-
 def test_the_first_run_is_not_planned_on_the_truncated_tables(libpq_url: str) -> None:
-    db = _Database(libpq_url)
+    db = Database(libpq_url)
     # an earlier workload: wide messages, analyzed, then truncated by letters.reset
     db.sql(_FILL, 2_000, 1_920)
     db.sql("ANALYZE gateway.messages")
