@@ -10,16 +10,16 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
-from bench import gateway, letters, memory, stats, upstream
+from bench import cpu, gateway, letters, memory, stats, upstream
 from bench.config import Config
 from bench.drain_worker import DONE, FINAL, GO, READY, STOP
 from bench.env import BenchEnv, as_int
-from bench.procs import Proc, cpu_seconds
+from bench.procs import Proc
 
 _TEMPLATES: list[dict[str, Any]] = []
 RAW_CLAIM = (
@@ -61,17 +61,22 @@ class DrainPool:
         cap: float,
         progress: Callable[[], int] | None = None,
         workers: int | None = None,
-        gateway: Proc | None = None,
+        services: Mapping[str, Proc] | None = None,
     ) -> dict[str, Any]:
         """One drain by ``workers`` of the processes (all by default) at once, until ``expected``
         letters are final (as the workers count them in ``bench:final``; or ``progress()``
         reaches it), every drain returned, or ``cap`` s passed. The others stay idle, so one
-        pool of 2 serves the 1- and the 2-worker rounds."""
+        pool of 2 serves the 1- and the 2-worker rounds.
+
+        ``cpu_us_per_letter``: the CPU each role spent per final letter (the drain workers, the
+        ``services`` given - gateway, upstream stub -, the PostgreSQL backends, Redis) and their
+        ``total``: what one letter costs the box's cores."""
         n = self.workers if workers is None else workers
         count = progress or (lambda: as_int(self.client.get(FINAL)))
         self.client.delete(STOP, DONE, FINAL)
-        watched = self.procs[:n] + ([gateway] if gateway is not None else [])
-        cpu0 = [cpu_seconds(p.pid) for p in watched]
+        # every process of the pool: a 1-worker round wakes whichever takes the go first
+        watched: dict[str, Proc | Sequence[Proc]] = {"worker": self.procs, **(services or {})}
+        cpu0 = cpu.snapshot(self.env, watched)
         t0 = time.monotonic()
         self.client.rpush(GO, *["1"] * n)
         while True:
@@ -91,13 +96,14 @@ class DrainPool:
                 raise TimeoutError("a drain worker did not stop")
             reports.append(json.loads(item[1]))
         self.client.delete(STOP)
-        cpu = [cpu_seconds(p.pid) - c for p, c in zip(watched, cpu0, strict=True)]
-        per_letter = 1e6 / max(done, 1)
+        spent = cpu.cpu_spent(cpu0, cpu.snapshot(self.env, watched))
+        per_letter = cpu.per_unit_us(spent, done)
         calls = [c for r in reports for c in r.get("calls_ms", [])]
         return {
             # CPU per final letter: steadier than the rate on a shared box
-            "worker_cpu_us_per_letter": round(sum(cpu[:n]) * per_letter, 1),
-            "gateway_cpu_us_per_letter": round(cpu[n] * per_letter, 1) if gateway else None,
+            "worker_cpu_us_per_letter": per_letter["worker"],
+            "gateway_cpu_us_per_letter": per_letter.get("gateway"),
+            "cpu_us_per_letter": per_letter,
             "rate": round(done / max(elapsed, 1e-6), 1),
             "final": done,
             "of": expected,
@@ -166,17 +172,18 @@ def raw_claim_rate(
     return rows / seconds
 
 
-def start_services(env: BenchEnv, providers: dict[str, Any] | None = None) -> list[Proc]:
-    procs = []
+def start_services(env: BenchEnv, providers: dict[str, Any] | None = None) -> dict[str, Proc]:
+    """The upstream stub (``stub``, when it exists) and the gateway (``gateway``)."""
+    procs = {}
     stub = upstream.start(env)
     if stub is not None:
-        procs.append(stub)
-    procs.append(gateway.start(env, providers=providers or {"log": {"kind": "log"}}))
+        procs["stub"] = stub
+    procs["gateway"] = gateway.start(env, providers=providers or {"log": {"kind": "log"}})
     return procs
 
 
-def stop_services(env: BenchEnv, procs: list[Proc]) -> None:
-    for p in procs:
+def stop_services(env: BenchEnv, procs: Mapping[str, Proc]) -> None:
+    for p in procs.values():
         env.release(p)
     env.ports.pop("gateway", None)
 
@@ -196,7 +203,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     if missing:
         return stats.skipped(missing)
     services = start_services(env)
-    gw = services[-1]
+    gw = services["gateway"]
     runs: list[dict[str, Any]] = []
     pool: DrainPool | None = None
     try:
@@ -211,7 +218,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                 letters.copy_due(env, tpls, n)
                 env.sql("VACUUM ANALYZE notifier.letters")
                 results.setdefault(workers, []).append(
-                    pool.round(expected=n, cap=cfg.drain_cap, workers=workers, gateway=gw)
+                    pool.round(expected=n, cap=cfg.drain_cap, workers=workers, services=services)
                 )
                 # flatness is judged from here on: the first round warms the gateway up
                 # (connections, caches, allocator arenas), the later ones must not grow it
@@ -228,6 +235,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                     "gateway_p99_ms": w2["gateway_p99_ms"],
                     "worker_cpu_us_per_letter": w2["worker_cpu_us_per_letter"],
                     "gateway_cpu_us_per_letter": w2["gateway_cpu_us_per_letter"],
+                    "cpu_us_per_letter": w2["cpu_us_per_letter"],
                     "baseline": round(base, 1),
                     "workers_1": w1,
                     "workers_2": w2,
@@ -260,5 +268,9 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
             "gateway_cpu_us_per_letter": stats.spread(
                 [r["gateway_cpu_us_per_letter"] for r in runs]
             ),
+            "cpu_us_per_letter": {
+                role: stats.spread([r["cpu_us_per_letter"][role] for r in runs])
+                for role in runs[0]["cpu_us_per_letter"]
+            },
         },
     )

@@ -14,7 +14,7 @@ from typing import Any
 from bench import drain, letters, stats
 from bench.config import Config
 from bench.env import BenchEnv, as_int
-from bench.procs import free_port, wait_port
+from bench.procs import Proc, free_port, wait_port
 from bench.smtp_sink import COUNT_KEY
 
 POOL = 4
@@ -79,7 +79,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
         "from_address": "bench@example.com",
         "pool_size": POOL,
     }
-    services: list[Any] = []
+    services: dict[str, Proc] = {}
     runs: list[dict[str, Any]] = []
     client = env.redis()
     try:
@@ -94,7 +94,10 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
                 env.sql("VACUUM ANALYZE notifier.letters")
                 client.set(COUNT_KEY, 0)
                 result = pool.round(
-                    expected=n, cap=cfg.drain_cap, progress=lambda: as_int(client.get(COUNT_KEY))
+                    expected=n,
+                    cap=cfg.drain_cap,
+                    progress=lambda: as_int(client.get(COUNT_KEY)),
+                    services=services,
                 )
                 counted = as_int(client.get(COUNT_KEY))
                 client.set(COUNT_KEY, 0)

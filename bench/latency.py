@@ -15,16 +15,15 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import psutil
 from notifier_common.events import ClientActivated, ClientActivatedPayload
 from notifier_common.publisher import connect, publish
 
-from bench import drain, letters, processing, stats
+from bench import cpu, drain, letters, processing, stats
 from bench.config import Config
 from bench.env import QUEUE, BenchEnv, SqlEnv
-from bench.procs import Proc, cpu_seconds
+from bench.procs import Proc
 
 LETTER = "ActivateClientNotice"
 
@@ -108,44 +107,6 @@ def tail_shape(rows: Sequence[tuple[float, float]], target_ms: float = TARGET_MS
     }
 
 
-#: the processes whose CPU each run reports per event (``cpu_us_per_event``): where the box's
-#: two cores go at this rate. ``postgres``: the server processes serving the bench database;
-#: ``redis``: the Redis server, when it runs on this machine.
-_BACKENDS_SQL = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-
-
-def shared_servers(env: BenchEnv) -> dict[str, list[int]]:
-    pids = {"postgres": [int(r["pid"]) for r in env.sql(_BACKENDS_SQL)]}
-    client = env.redis()
-    try:
-        redis_pid = int(cast(dict[str, Any], client.info("server"))["process_id"])
-    finally:
-        client.close()
-    if psutil.pid_exists(redis_pid):  # else Redis is not on this machine
-        pids["redis"] = [redis_pid]
-    return pids
-
-
-def cpu_by_pid(
-    procs: dict[str, Proc], servers: dict[str, list[int]]
-) -> dict[str, dict[int, float]]:
-    out = {role: {p.pid: cpu_seconds(p.pid)} for role, p in procs.items()}
-    for role, pids in servers.items():
-        out[role] = {pid: cpu_seconds(pid) for pid in pids}
-    return out
-
-
-def cpu_spent(
-    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
-) -> dict[str, float]:
-    """CPU seconds per role between two snapshots; a process that appeared in between (a
-    backend the pools opened during the run) counts from zero."""
-    return {
-        role: sum(t - before.get(role, {}).get(pid, 0.0) for pid, t in pids.items())
-        for role, pids in after.items()
-    }
-
-
 #: what one run writes (each run adds ~12,000 events, ~36,000 letters and their messages)
 WRITTEN = (
     "notifier.events",
@@ -182,7 +143,7 @@ def one_run(
 ) -> dict[str, Any]:
     procs = procs or {}
     checkpoints0 = int(env.sql(_CHECKPOINTS_SQL)[0]["n"])
-    cpu0 = cpu_by_pid(procs, shared_servers(env))
+    cpu0 = cpu.snapshot(env, procs)
     published = asyncio.run(paced(env, cfg.latency_rate, cfg.latency_seconds, tag))
     end_publish = time.monotonic()
     pattern = f"lat-{tag}-%"
@@ -192,9 +153,9 @@ def one_run(
         if len(rows) >= published:
             break
         time.sleep(0.5)
-    spent = cpu_spent(cpu0, cpu_by_pid(procs, shared_servers(env)))
+    spent = cpu.cpu_spent(cpu0, cpu.snapshot(env, procs))
     checkpoints = int(env.sql(_CHECKPOINTS_SQL)[0]["n"]) - checkpoints0
-    cpu_us = {role: round(1e6 * sec / max(published, 1)) for role, sec in spent.items()}
+    cpu_us = cpu.per_unit_us(spent, published)
     delivered = [float(r["ms"]) for r in rows]
     stages: dict[str, dict[str, float]] = {}
     for stage in STAGES:
@@ -232,9 +193,7 @@ def run(env: BenchEnv, cfg: Config) -> dict[str, Any]:
     letters.reset(env)
     services = drain.start_services(env)
     worker = processing.real_worker(env)
-    procs = {"worker": worker, "gateway": services[-1]}
-    if len(services) > 1:
-        procs["stub"] = services[0]
+    procs = {"worker": worker, **services}
     runs: list[dict[str, Any]] = []
     try:
         processing.wait_started(env, worker)
