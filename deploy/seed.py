@@ -28,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 DEV_TOKEN_NAME = "dev"
 GATEWAY_TOKEN_NAME = "notifier"
-GATEWAY_SCOPES = ("messages:write", "messages:read")
+#: ``admin`` at the gateway: the notifier's operator API flips provider switches and reads their
+#: history through it (docs/operator-api.md "Integrations")
+GATEWAY_SCOPES = ("messages:write", "messages:read", "admin")
 
 
 @dataclass
@@ -84,11 +86,16 @@ async def ensure_token(
 async def ensure_given_token(
     ctx: SeedContext, *, raw: str, model: Any, name: str, scopes: Sequence[str]
 ) -> str:
-    """Register a token chosen outside (an env var shared with another container) if missing."""
+    """Register a token chosen outside (an env var shared with another container) if missing,
+    and give it these scopes if it was registered with others (an earlier release's)."""
     repository = TokenRepository(model)
+    wanted = sorted(set(scopes))
     async with ctx.session() as session:
-        if await repository.find_active(session, raw) is None:
-            session.add(model(name=name, token_hash=hash_token(raw), scopes=sorted(set(scopes))))
+        row = await repository.find_active(session, raw)
+        if row is None:
+            session.add(model(name=name, token_hash=hash_token(raw), scopes=wanted))
+        elif sorted(set(row.scopes)) != wanted:
+            row.scopes = wanted
     return raw
 
 

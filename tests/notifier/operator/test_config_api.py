@@ -147,3 +147,44 @@ class TestIntegrations:
         respx.get(f"{GATEWAY}/v1/providers").mock(side_effect=httpx.ConnectError("refused"))
         r = await client.get("/v1/config/integrations", headers=configurer)
         assert r.status_code == 503
+
+
+class TestGatewayRefusesTheNotifiersToken:
+    """Against the real gateway: a notifier token without ``admin`` there is a configuration to
+    fix (502, saying how), not an outage (503)."""
+
+    async def test_switch_without_admin_is_502_naming_the_fix(
+        self, database_url: str, redis_url: str
+    ) -> None:
+        from gateway.settings import GatewaySettings
+        from gateway.tokens import create_token
+        from notifier.config.integrations import GatewayRefused, Integrations
+        from notifier.config.schemas import SwitchIn
+
+        from tests.gateway.conftest import client_for, running
+
+        raw = await create_token(
+            database_url, name="notifier", scopes=["messages:write", "messages:read"]
+        )
+        settings = GatewaySettings(  # type: ignore[call-arg]
+            _env_file=None,
+            env="test",
+            database_url=database_url,
+            redis_url=redis_url,
+            providers={"log": {"kind": "log"}},
+            default_provider="log",
+        )
+        async with running(settings) as app, client_for(app) as http:
+            integrations = Integrations(http, base_url="http://gateway.test", token=raw)
+            listed = await integrations.providers()  # messages:read is enough to list
+            try:
+                await integrations.switch("log", SwitchIn(enabled=False), by="ops")
+            except GatewayRefused as exc:
+                refused = exc
+            else:  # pragma: no cover - the assertion below says what went wrong
+                refused = None
+        assert [p.name for p in listed] == ["log"]
+        assert refused is not None
+        assert refused.status_code == 502
+        assert "admin" in str(refused.detail)
+        assert "--scope admin" in str(refused.detail)

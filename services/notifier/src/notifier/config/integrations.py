@@ -19,6 +19,14 @@ class GatewayUnavailable(AppError):
     title = "Service Unavailable"
 
 
+class GatewayRefused(AppError):
+    """The gateway is up but refuses the notifier's own token (401/403): a deployment's
+    configuration to fix, not an outage to wait out, so 502 and not 503."""
+
+    status_code = 502
+    title = "Bad Gateway"
+
+
 _PROVIDERS = TypeAdapter(list[IntegrationOut])
 _HISTORY = TypeAdapter(list[SwitchChangeOut])
 
@@ -36,6 +44,13 @@ class Integrations:
             raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
         if r.status_code == 404:
             raise NotFound(_detail(r) or "provider not configured at the gateway")
+        if r.status_code in (401, 403):
+            raise GatewayRefused(
+                f"the gateway refused the notifier's token ({r.status_code}: {_detail(r)}); "
+                "switches need a gateway token with the admin scope in NOTIFIER_GATEWAY_TOKEN"
+                " (gateway token create --name notifier --scope messages:write"
+                " --scope messages:read --scope admin)"
+            )
         if r.status_code >= 300:
             raise GatewayUnavailable(f"gateway answered {r.status_code}: {_detail(r)}")
         try:
