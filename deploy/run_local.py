@@ -134,6 +134,10 @@ def children(
     return result
 
 
+EXAMPLE_CLIENT = "demo-low-balance"
+EXAMPLE_PAYLOAD = {"old_balance": "6000.00", "new_balance": "1500.00"}
+
+
 def curl_example(host: str, port: int, token: str) -> str:
     body = {
         "id": str(uuid.uuid4()),
@@ -141,8 +145,10 @@ def curl_example(host: str, port: int, token: str) -> str:
         "version": 1,
         "occurred_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "producer": "curl",
-        "client_id": "client-1",
-        "payload": {"old_balance": "1000.00", "new_balance": "50.00"},
+        # a demo client of the upstream stub whose threshold (5 000) this change crosses, so the
+        # example produces a letter (LowBalanceNotice, sent at once)
+        "client_id": EXAMPLE_CLIENT,
+        "payload": EXAMPLE_PAYLOAD,
     }
     return (
         f"curl -sS -X POST http://{host}:{port}/v1/events \\\n"

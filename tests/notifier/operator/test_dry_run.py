@@ -174,3 +174,29 @@ class TestPreview:
     ) -> None:
         r = await client.post("/v1/templates/Nope:preview", json={}, headers=reader)
         assert r.status_code == 404
+
+
+class TestTheReadmeExample:
+    """The event README.md and ``make run``'s banner show produces a letter against the stub
+    ``make run`` starts (it named a client whose balance crossed nothing: no letter at all)."""
+
+    async def test_the_example_event_sends_a_low_balance_letter_at_once(
+        self, client: httpx.AsyncClient, reader: dict[str, str]
+    ) -> None:
+        import json
+        from pathlib import Path
+
+        from deploy.run_local import EXAMPLE_CLIENT, EXAMPLE_PAYLOAD, curl_example
+        from deploy.upstream_stub import app as stub
+
+        body = json.loads(curl_example("127.0.0.1", 8000, "t").split("-d '", 1)[1].rstrip("'"))
+        assert (body["client_id"], body["payload"]) == (EXAMPLE_CLIENT, EXAMPLE_PAYLOAD)
+        readme = Path(__file__).parents[3].joinpath("README.md").read_text()
+        assert f'"client_id": "{EXAMPLE_CLIENT}"' in readme
+        assert json.dumps(EXAMPLE_PAYLOAD) in readme
+        with respx.mock(assert_all_called=False) as router:
+            router.route(host="upstream.test").mock(side_effect=respx.ASGIHandler(stub))
+            r = await client.post("/v1/events:dry-run", json=body, headers=reader)
+        assert r.status_code == 200, r.text
+        planned = {p["letter"]: p for p in r.json()["would_schedule"]}
+        assert planned["LowBalanceNotice"]["action"] == "send_now", planned["LowBalanceNotice"]
