@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -167,14 +167,44 @@ def letters_cancel(
 
 def _with_engine(
     work: Callable[[AsyncSession, dict[str, Any], NotifierSettings], Awaitable[T]],
+    *,
+    send: Callable[[T], Sequence[int]] | None = None,
 ) -> T:
+    """``work`` with the engine's clients in one transaction; ``send``: the ids of the letters
+    it created, sent right away after the commit as the API does (else the drain sends them)."""
     settings = get_settings()
 
     async def with_clients(session: AsyncSession) -> T:
         async with _clients(settings) as clients:
-            return await work(session, clients, settings)
+            out = await work(session, clients, settings)
+        if send is not None:
+            await _send_after_commit(session, settings, send(out))
+        return out
 
     return _run(with_clients)
+
+
+async def _send_after_commit(
+    session: AsyncSession, settings: NotifierSettings, letter_ids: Sequence[int]
+) -> None:
+    """Commit, then ask a worker to send these letters now, exactly as the API does
+    (``dispatch.send_after_commit``). Redis out of reach fails nothing: the letters are
+    committed ``scheduled`` and due, and the per-minute drain sends them."""
+    from notifier_common.publisher import connect
+    from redis.exceptions import RedisError
+
+    from notifier.operator.dispatch import send_after_commit
+
+    await session.commit()
+    try:
+        redis = await connect(settings.redis_url)
+    except (RedisError, OSError) as exc:
+        console.print(f"Redis unreachable ({exc}): the per-minute drain will send it")
+        return
+    try:
+        await send_after_commit(session, redis, letter_ids, queue_name=settings.queue_name)
+    finally:
+        await redis.aclose()
 
 
 @letters_app.command("resend")
@@ -196,7 +226,8 @@ def letters_resend(
             config=plan_config(st),
             by=_operator(),
             now=c["clock"](),
-        )
+        ),
+        send=lambda letter: [letter.id],
     )
     _dump(out) if as_json else console.print(f"letter {out.id} scheduled (resend of {letter_id})")
 
@@ -269,7 +300,8 @@ def send(
             config=plan_config(st),
             by=_operator(),
             now=c["clock"](),
-        )
+        ),
+        send=lambda result: [letter.id for letter in result.letters],
     )
     if as_json:
         _dump(out)
