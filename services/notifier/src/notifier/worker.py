@@ -18,7 +18,7 @@ from arq.constants import (
     result_key_prefix,
     retry_key_prefix,
 )
-from arq.utils import timestamp_ms, to_ms
+from arq.utils import timestamp_ms, to_ms, to_seconds
 from notifier_common.collector import tune_collector
 from notifier_common.db import create_engine, create_sessionmaker
 from notifier_common.http import create_http_client
@@ -221,18 +221,62 @@ def backoff_seconds(job_try: int, *, base: float = 2.0, cap: float = 300.0) -> f
     return random.uniform(0, min(cap, base * 2 ** (job_try - 1)))
 
 
+def job_limits(ctx: dict[str, Any]) -> tuple[int, float]:
+    """The ``handle_event`` job's max tries and timeout: what :func:`create_worker` gave arq
+    (kept in the worker's ctx), else the settings (a ctx built by hand, as in tests)."""
+    settings: NotifierSettings = ctx["settings"]
+    return (
+        ctx.get("max_tries") or settings.worker_max_tries,
+        ctx.get("job_timeout") or settings.worker_job_timeout,
+    )
+
+
 async def handle_event(ctx: dict[str, Any], body: Any) -> str:
-    """arq job: store the event once, run the letter engine; retry transient failures."""
+    """arq job: store the event once, run the letter engine; retry transient failures.
+
+    On the job's last try a transient failure stores the event ``failed`` instead (decision
+    0093): arq would drop the job with nothing stored, since the event row is written in the
+    transaction that failed. The handler gives up at 90 % of the job timeout with a
+    ``TimeoutError`` (an ``OSError``, so transient) rather than be cancelled by arq, whose
+    timeout is final and would drop the event the same way."""
+    max_tries, job_timeout = job_limits(ctx)
+    job_try: int = ctx.get("job_try", 1)
     with JOB_DURATION.labels("handle_event").time():
         try:
-            batcher: EventBatcher | None = ctx.get("batcher")
-            if batcher is not None:
-                return await batcher.handle(body)
-            return await service.handle_event(ctx["sessionmaker"], ctx["processor"], body)
+            async with asyncio.timeout(job_timeout * 0.9):
+                batcher: EventBatcher | None = ctx.get("batcher")
+                if batcher is not None:
+                    return await batcher.handle(body)
+                return await service.handle_event(ctx["sessionmaker"], ctx["processor"], body)
         except (TransientEventError, OperationalError, DBAPIError, OSError) as exc:
-            delay = backoff_seconds(ctx.get("job_try", 1))
+            if job_try >= max_tries:
+                return await give_up(ctx, body, exc, tries=job_try)
+            delay = backoff_seconds(job_try)
             log.warning("worker.handle_event_retry", error=repr(exc)[:300], defer=delay)
             raise Retry(defer=delay) from exc
+
+
+async def give_up(ctx: dict[str, Any], body: Any, exc: Exception, *, tries: int) -> str:
+    """The last try failed transiently: store the event ``failed`` with the error (the same
+    path as a permanent failure), to be found in ``GET /v1/events?status=failed`` and run again
+    with ``notifier events replay --force``. An event processed meanwhile by another job stays
+    processed (``duplicate``). If even that write fails (the database is down), the error is
+    logged and raised: arq keeps the failed job, body included, as its result for an hour."""
+    event = service.validate(body).event
+    if event is None:  # an invalid body whose ``rejected`` row could not be stored
+        log.error("worker.handle_event_lost", tries=tries, error=repr(exc)[:300])
+        raise exc
+    try:
+        return await service.fail(ctx["sessionmaker"], event, exc, source="queue", tries=tries)
+    except Exception as store_exc:
+        log.error(
+            "worker.handle_event_lost",
+            event_id=str(event.id),
+            tries=tries,
+            error=repr(exc)[:300],
+            store_error=repr(store_exc)[:300],
+        )
+        raise
 
 
 async def drain_due_letters(ctx: dict[str, Any]) -> dict[str, int]:
@@ -279,7 +323,9 @@ def worker_settings(settings: NotifierSettings) -> dict[str, Any]:
     arq's defaults (max_jobs=10, poll_delay=0.5) cap a worker at 200 jobs/s. Jobs are retried only
     when they raise ``Retry`` (transient errors, with jittered backoff) or when the worker dies
     mid-job (the in-progress key expires after job_timeout + 10 s); a timeout is final in arq, so
-    job_timeout is far above the handler's worst case (upstream retries included).
+    job_timeout is far above the handler's worst case (upstream retries included), and
+    ``handle_event`` stops itself at 90 % of it (a transient failure: retried, or on the last
+    try stored ``failed``, decision 0093).
     """
     return {
         "functions": [
@@ -593,4 +639,10 @@ def use_uvloop() -> None:
 def create_worker(settings: NotifierSettings | None = None, **overrides: Any) -> Worker:
     kwargs = worker_settings(settings or get_settings())
     kwargs.update(overrides)
+    # handle_event stores its event failed on the last try, before arq's timeout (decision 0093)
+    kwargs["ctx"] = {
+        **(kwargs.get("ctx") or {}),
+        "max_tries": kwargs["max_tries"],
+        "job_timeout": to_seconds(kwargs["job_timeout"]),
+    }
     return NotifierWorker(**kwargs)

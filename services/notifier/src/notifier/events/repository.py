@@ -142,13 +142,22 @@ async def insert_rejected(
 
 
 async def mark(
-    session: AsyncSession, event_id: uuid.UUID, status: EventStatus, *, error: Any = None
-) -> None:
-    await session.execute(
-        update(Event)
-        .where(Event.id == event_id)
-        .values(status=status, error=error, processed_at=datetime.now(UTC))
+    session: AsyncSession,
+    event_id: uuid.UUID,
+    status: EventStatus,
+    *,
+    error: Any = None,
+    only_from: EventStatus | None = None,
+) -> bool:
+    """Set the event's outcome; with ``only_from``, only if it still has that status (checked
+    by the UPDATE itself, so a concurrent commit is seen). False if no row was changed."""
+    stmt = update(Event).where(Event.id == event_id)
+    if only_from is not None:
+        stmt = stmt.where(Event.status == only_from)
+    result = await session.execute(
+        stmt.values(status=status, error=error, processed_at=datetime.now(UTC))
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def get(session: AsyncSession, event_id: uuid.UUID) -> Event | None:

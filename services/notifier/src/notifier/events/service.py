@@ -149,15 +149,37 @@ async def handle_event(
 async def fail(
     sessionmaker: async_sessionmaker[AsyncSession],
     event: AnyEvent,
-    exc: PermanentEventError,
+    exc: Exception,
     *,
     source: str,
+    tries: int | None = None,
 ) -> Outcome:
-    """Store the event ``failed`` with the reason (processing can never succeed)."""
+    """Store the event ``failed`` with the reason, so it is listed and can be replayed with
+    ``--force``: processing can never succeed (a :class:`PermanentEventError`), or a transient
+    error outlasted the job's last try (``tries``: how many were spent; decision 0093).
+
+    Only a new row or one still ``processing`` is marked: an event another job processed (or
+    failed) meanwhile keeps its outcome, and this one is a ``duplicate``."""
+    reason = (str(exc) or repr(exc))[:2000]  # a TimeoutError has no message
+    error: dict[str, Any] = {"message": reason}
+    if tries is not None:
+        error["tries"] = tries
     async with session_scope(sessionmaker) as session:
         await repository.insert_received(session, event, source=source)
-        await repository.mark(session, event.id, EventStatus.failed, error={"message": str(exc)})
-    log.warning("events.failed", event_id=str(event.id), event_type=event.type, reason=str(exc))
+        marked = await repository.mark(
+            session, event.id, EventStatus.failed, error=error, only_from=EventStatus.processing
+        )
+    if not marked:
+        log.info("events.duplicate", event_id=str(event.id), not_failed=reason[:300])
+        EVENTS_HANDLED.labels(source, "duplicate").inc()
+        return "duplicate"
+    log.warning(
+        "events.failed",
+        event_id=str(event.id),
+        event_type=event.type,
+        reason=reason,
+        **({} if tries is None else {"tries": tries}),
+    )
     EVENTS_HANDLED.labels(source, "failed").inc()
     return "failed"
 
