@@ -17,6 +17,7 @@ from sqlalchemy import insert, select
 from typer.testing import CliRunner
 
 from tests.notifier.operator.conftest import T0, letter_row
+from tests.notifier.operator.test_sending import snapshot
 
 runner = CliRunner()
 
@@ -56,6 +57,13 @@ def seed(database_url: str, *rows: dict[str, Any]) -> list[int]:
 def status_of(database_url: str, letter_id: int) -> LetterStatus:
     async def work(s: Any) -> LetterStatus:
         return (await s.execute(select(Letter.status).where(Letter.id == letter_id))).scalar_one()
+
+    return run_db(database_url, work)
+
+
+def count_letters(database_url: str) -> int:
+    async def work(s: Any) -> int:
+        return len((await s.execute(select(Letter.id))).all())
 
     return run_db(database_url, work)
 
@@ -109,8 +117,43 @@ class TestLettersCommands:
         assert json.loads(r.stdout.strip().splitlines()[-1]) == {"matched": 7, "rescheduled": 7}
         assert status_of(cli_env.database_url, ids[0]) == LetterStatus.scheduled
 
+    def test_resend_of_a_switched_off_letter_is_refused(self, cli_env: NotifierSettings) -> None:
+        [letter_id] = seed(
+            cli_env.database_url,
+            letter_row(0, letter="FinancialUnblockNotice", context=snapshot("client-0")),
+        )
+        assert invoke("config", "set", "FinancialUnblockNotice", "--disabled").exit_code == 0
+        r = invoke("letters", "resend", str(letter_id))
+        assert r.exit_code == 1, r.output
+        assert "Conflict" in r.stdout
+        assert "letter FinancialUnblockNotice is switched off; enable it first" in r.stdout
+        assert count_letters(cli_env.database_url) == 1
+        assert invoke("config", "set", "FinancialUnblockNotice", "--enabled").exit_code == 0
+        r = invoke("letters", "resend", str(letter_id))
+        assert r.exit_code == 0, r.output
+        assert f"(resend of {letter_id})" in r.stdout
+        assert count_letters(cli_env.database_url) == 2
+
 
 class TestConfigCommands:
+    @pytest.mark.parametrize(
+        ("letter", "assignment", "loc"),
+        [
+            ("FirstRemindPrepaidNotice", "delay=-P1D", "params.delay"),
+            ("ActivateClientNotice", "expires_after=-PT1H", "params.expires_after"),
+            ("ActivateClientNotice", "expires_after=0", "params.expires_after"),
+            ("LowBalanceNotice", "min_interval=-P1D", "params.min_interval"),
+        ],
+    )
+    def test_set_refuses_a_negative_duration_or_zero_expiry(
+        self, letter: str, assignment: str, loc: str, cli_env: NotifierSettings
+    ) -> None:
+        r = invoke("config", "set", letter, assignment)
+        assert r.exit_code == 1, r.output
+        assert loc in r.stdout
+        body = json.loads(invoke("config", "get", letter, "--json").stdout)
+        assert body["overrides"] == {}
+
     def test_set_validates_and_get_shows_the_override(self, cli_env: NotifierSettings) -> None:
         r = invoke("config", "set", "PrepaidFirstTakeARideNotice", "days=1000")
         assert r.exit_code == 1

@@ -137,6 +137,62 @@ class TestResend:
         assert r.status_code == 422
         assert "render error" in r.json()["detail"]
 
+    @pytest.mark.parametrize("fresh", [False, True])
+    async def test_switched_off_letter_is_409_like_a_manual_send_and_creates_nothing(
+        self,
+        fresh: bool,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        configurer: dict[str, str],
+        insert_letters: InsertLetters,
+        upstream: Upstream,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        [original] = await insert_letters(
+            letter_row(1, letter="FinancialUnblockNotice", client_id="client-1", context=snapshot())
+        )
+        r = await client.patch(
+            "/v1/config/letters/FinancialUnblockNotice", json={"enabled": False}, headers=configurer
+        )
+        assert r.status_code == 200, r.text
+        r = await client.post(
+            f"/v1/letters/{original}:resend", json={"fresh": fresh}, headers=writer
+        )
+        assert r.status_code == 409, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert (r.json()["title"], r.json()["detail"]) == (
+            "Conflict",
+            "letter FinancialUnblockNotice is switched off; enable it first",
+        )
+        assert [x.id for x in await letters_of(sessionmaker)] == [original]
+        assert upstream.calls == 0  # refused before any upstream fetch
+        manual = await client.post(
+            "/v1/letters:send",
+            json={"letter": "FinancialUnblockNotice", "client_id": "client-1"},
+            headers=writer,
+        )
+        assert (manual.status_code, manual.json()["detail"]) == (409, r.json()["detail"])
+
+    async def test_letter_switched_on_again_is_resent(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        configurer: dict[str, str],
+        insert_letters: InsertLetters,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        [original] = await insert_letters(
+            letter_row(1, letter="FinancialUnblockNotice", context=snapshot())
+        )
+        url = "/v1/config/letters/FinancialUnblockNotice"
+        await client.patch(url, json={"enabled": False}, headers=configurer)
+        await client.patch(url, json={"enabled": True}, headers=configurer)
+        r = await client.post(f"/v1/letters/{original}:resend", json={}, headers=writer)
+        assert r.status_code == 201, r.text
+        assert (r.json()["status"], r.json()["resend_of"]) == ("scheduled", original)
+        [copy] = await letters_of(sessionmaker, resend_of=original)
+        assert copy.letter == "FinancialUnblockNotice"
+
 
 class TestManualSend:
     async def test_catalog_letter_is_created_per_recipient_as_manual(

@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from decimal import Decimal
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from notifier_common.events import AnyEvent
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from notifier.enrichment import Balance, ClientProfile, Contract
 from notifier.letters.timing import QuietHours, Timing
@@ -21,6 +22,27 @@ from notifier.letters.timing import QuietHours, Timing
 Enrichment = Literal["client", "balance", "contract"]
 Match = Literal["client", "contract"]
 Channel = Literal["email"]
+
+ZERO = timedelta(0)
+
+
+def _positive_expiry(value: timedelta) -> timedelta:
+    if value <= ZERO:
+        raise PydanticCustomError(
+            "greater_than",
+            "Input should be greater than 0 seconds: an expiry of 0 or less would expire every "
+            "letter at once (null = never expires)",
+            {"gt": "0 seconds"},
+        )
+    return value
+
+
+# The duration types of letter parameters (ISO 8601 in JSON: ``P1D``, ``PT12H``). Every
+# ``timedelta`` parameter is declared with one of them, so no override can be negative.
+Duration = Annotated[timedelta, Field(ge=ZERO)]
+"""0 or more: 0 is meaningful (a delay of 0 sends at once, a min_interval of 0 caps nothing)."""
+Expiry = Annotated[timedelta, AfterValidator(_positive_expiry)]
+"""More than 0: an expiry of 0 would expire every letter as soon as it is due."""
 
 
 class LetterParams(BaseModel):
@@ -31,8 +53,12 @@ class LetterParams(BaseModel):
     respect_quiet_hours: bool = Field(True, description="Move sends out of quiet hours.")
     quiet_hours_start: time | None = Field(None, description="Local start; None = global.")
     quiet_hours_end: time | None = Field(None, description="Local end; None = global.")
-    expires_after: timedelta | None = Field(
-        None, description="Not sent at all if it could not go out this long after it was due."
+    expires_after: Expiry | None = Field(
+        None,
+        description=(
+            "Not sent at all if it could not go out this long after it was due "
+            "(more than 0; null = never expires)."
+        ),
     )
 
     def quiet_hours(self, default: QuietHours) -> QuietHours | None:

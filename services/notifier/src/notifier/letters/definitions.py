@@ -16,6 +16,8 @@ from pydantic import Field
 from notifier.letters.catalog import (
     Catalog,
     Crossing,
+    Duration,
+    Expiry,
     Facts,
     LetterParams,
     LetterSpec,
@@ -29,30 +31,35 @@ from notifier.letters.timing import After, AtLocalTime, Immediately, Timing
 
 
 class ReminderParams(LetterParams):
-    delay: timedelta = Field(timedelta(days=1), description="After the contract was created.")
-    expires_after: timedelta | None = timedelta(days=2)
+    delay: Duration = Field(
+        timedelta(days=1), description="After the contract was created (0 or more; 0 = at once)."
+    )
+    expires_after: Expiry | None = timedelta(days=2)
 
 
 class FirstRemindParams(ReminderParams):
-    delay: timedelta = timedelta(days=1)
+    delay: Duration = timedelta(days=1)
 
 
 class SecondRemindParams(ReminderParams):
-    delay: timedelta = timedelta(days=3)
+    delay: Duration = timedelta(days=3)
 
 
 class ThirdRemindParams(ReminderParams):
-    delay: timedelta = timedelta(days=7)
+    delay: Duration = timedelta(days=7)
 
 
 class OfferRemindParams(ReminderParams):
-    delay: timedelta = Field(timedelta(days=7), description="After the offer client was created.")
+    delay: Duration = Field(
+        timedelta(days=7),
+        description="After the offer client was created (0 or more; 0 = at once).",
+    )
 
 
 class TakeARideParams(LetterParams):
     days: int = Field(3, ge=0, le=365, description="Calendar days after the activation.")
     at: time = Field(time(11, 0), description="Recipient's local wall-clock time.")
-    expires_after: timedelta | None = timedelta(days=1)
+    expires_after: Expiry | None = timedelta(days=1)
 
 
 class FirstTakeARideParams(TakeARideParams):
@@ -67,12 +74,13 @@ class ImmediateParams(LetterParams):
     """Service letters: sent right away, also at night (switch on quiet hours per letter)."""
 
     respect_quiet_hours: bool = False
-    expires_after: timedelta | None = timedelta(days=1)
+    expires_after: Expiry | None = timedelta(days=1)
 
 
 class LowBalanceParams(ImmediateParams):
-    min_interval: timedelta = Field(
-        timedelta(hours=24), description="At most one LowBalanceNotice per client per interval."
+    min_interval: Duration = Field(
+        timedelta(hours=24),
+        description="At most one LowBalanceNotice per client per interval (0 or more; 0 = no cap).",
     )
 
 

@@ -101,6 +101,11 @@ async def update(
     ``params`` is merged into the stored overrides (``reset_params`` drops them first); the
     result is validated against the letter's typed parameters. Unknown letter -> NotFound;
     invalid parameters -> Unprocessable (nothing written).
+
+    A switch alone (no ``params``, no ``reset_params``) keeps the stored overrides as they are:
+    one stored before a rule it breaks existed (e.g. a negative duration) is already ignored by
+    the reads (:func:`_effective`: defaults), and must not stop an operator from switching the
+    letter off. Any ``params`` change validates the whole merged result, stored values included.
     """
     if letter not in catalog:
         raise NotFound(f"letter {letter!r} does not exist")
@@ -108,7 +113,10 @@ async def update(
     current = await repository.setting_for_update(session, letter)
     old = _snapshot(current.enabled, current.params) if current is not None else None
     base: dict[str, Any] = {} if reset_params or current is None else dict(current.params)
-    merged = validate_overrides(spec, {**base, **(params or {})})
+    if params is None and not reset_params:
+        merged = base
+    else:
+        merged = validate_overrides(spec, {**base, **(params or {})})
     new_enabled = enabled if enabled is not None else (current.enabled if current else True)
     row = await repository.upsert_setting(
         session, letter=letter, enabled=new_enabled, params=merged, updated_by=changed_by

@@ -175,7 +175,8 @@ EngineInputs = Annotated[tuple[Any, PlanConfig, Any], Depends(engine_inputs)]
         "name) to the same recipient, sent right away by a worker (the per-minute drain is the "
         "safety net). Rendered from the stored context snapshot, or "
         "with `fresh: true` from data fetched again upstream. A pending letter (`scheduled` or "
-        "`sending`) answers 409; a template that no longer renders answers 422."
+        "`sending`) or a letter switched off in the config answers 409; a template that no "
+        "longer renders answers 422."
     ),
     responses=problem_responses(404, 409, 503),
 )

@@ -21,6 +21,7 @@ from notifier.letters import settings_service
 from notifier.letters.catalog import AnySpec, Facts, LetterParams
 from notifier.letters.definitions import LETTERS
 from notifier.letters.service import Enricher, PlanConfig
+from notifier.letters.settings_service import EffectiveSettings
 from notifier.models import Letter, LetterOrigin, LetterStatus
 from notifier.operator import context as ctx
 from notifier.operator import repository
@@ -48,6 +49,15 @@ def _catalog_spec(name: str) -> AnySpec:
             ],
         )
     return LETTERS.get(name)
+
+
+async def _switched_on(session: AsyncSession, spec: AnySpec) -> EffectiveSettings:
+    """The letter's effective settings; a letter switched off in the config answers 409 (a
+    manual send or resend of it would only end ``skipped`` at the drain)."""
+    eff = (await settings_service.effective(session, [spec.name]))[spec.name]
+    if not eff.enabled:
+        raise Conflict(f"letter {spec.name} is switched off; enable it first")
+    return eff
 
 
 def evaluate_condition(spec: AnySpec, facts: Facts, params: LetterParams) -> ConditionOut:
@@ -116,9 +126,7 @@ async def manual_send(
     spec = _catalog_spec(req.letter)
     if req.context_overrides and ctx.has_nul(req.context_overrides):
         raise Unprocessable("context_overrides must not contain U+0000")
-    eff = (await settings_service.effective(session, [spec.name]))[spec.name]
-    if not eff.enabled:
-        raise Conflict(f"letter {spec.name} is switched off; enable it first")
+    eff = await _switched_on(session, spec)
     facts = await ctx.facts_for(
         enricher, spec, client_id=req.client_id, contract_id=req.contract_id, now=now
     )
@@ -165,7 +173,8 @@ async def resend(
     now: datetime,
 ) -> LetterOut:
     """A new letter linked by ``resend_of``, from the stored snapshot or fresh enrichment,
-    to the same recipient. Pending letters (scheduled / sending) answer 409."""
+    to the same recipient. Pending letters (scheduled / sending) and letters switched off in
+    the config answer 409."""
     original = await repository.get_letter(session, letter_id, lock=True)
     if original is None:
         raise NotFound(f"letter {letter_id} does not exist")
@@ -175,9 +184,9 @@ async def resend(
             "cancel it or wait for it to finish"
         )
     spec = _catalog_spec(original.letter)
+    eff = await _switched_on(session, spec)
     context = dict(original.context or {})
     if fresh:
-        eff = (await settings_service.effective(session, [spec.name]))[spec.name]
         facts = await ctx.facts_for(
             enricher,
             spec,
