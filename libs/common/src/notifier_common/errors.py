@@ -107,10 +107,47 @@ def problem(
     )
 
 
+#: SQLSTATEs of a value PostgreSQL refuses for a character in it: 22021
+#: ``character_not_in_repertoire`` (U+0000 in a text parameter), 22P05
+#: ``untranslatable_character`` (a ``\u0000`` escape in JSON for a jsonb column).
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+
+
+def is_unstorable_text(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused a character of a value (U+0000): SQLAlchemy's ``DBAPIError``
+    around asyncpg's ``CharacterNotInRepertoireError`` / ``UntranslatableCharacterError``, or
+    those raised by asyncpg itself. A lost connection or any other database error is not."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # SQLAlchemy's error -> its ``orig`` (the adapter's) -> asyncpg's error
+        if seen is None:
+            break
+        code = getattr(seen, "sqlstate", None)
+        if isinstance(code, str):
+            return code in UNSTORABLE_TEXT_SQLSTATES
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def unstorable_text_problem() -> JSONResponse:
+    """The 422 of a request whose value PostgreSQL refused (decision 0094): the safety net
+    behind the ``string_nul`` validation of request fields (:mod:`notifier_common.text`)."""
+    return problem(
+        422,
+        "Unprocessable Content",
+        "the request holds a character the database cannot store (U+0000, NUL)",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    import asyncpg
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
+    from sqlalchemy.exc import DBAPIError
     from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from notifier_common.logging import get_logger
+
+    log = get_logger("notifier_common.errors")
 
     async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
@@ -132,6 +169,25 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return problem(exc.status_code, str(exc.detail), None)
 
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        """422 for a value PostgreSQL refused (U+0000); any other database error is raised
+        again, unhandled as before (an app may install its own ``DBAPIError`` handler instead,
+        which then calls :func:`is_unstorable_text` itself, as the gateway's does)."""
+        if not is_unstorable_text(exc):
+            raise exc
+        log.warning(
+            "database.unstorable_text",
+            path=request.url.path,
+            error=str(getattr(exc, "orig", None) or exc)[:200],
+        )
+        return unstorable_text_problem()
+
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    for refused in (
+        asyncpg.exceptions.CharacterNotInRepertoireError,
+        asyncpg.exceptions.UntranslatableCharacterError,
+    ):  # raised as is where asyncpg is used directly (the events intake's driver)
+        app.add_exception_handler(refused, on_database_error)

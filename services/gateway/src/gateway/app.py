@@ -11,7 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from notifier_common.collector import collector_tuned, set_mmap_threshold
 from notifier_common.db import create_engine, create_sessionmaker
-from notifier_common.errors import install_error_handlers, problem
+from notifier_common.errors import (
+    install_error_handlers,
+    is_unstorable_text,
+    problem,
+    unstorable_text_problem,
+)
 from notifier_common.logging import configure_logging, get_logger
 from notifier_common.ops import (
     Check,
@@ -118,7 +123,10 @@ def _install_gateway_error_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return response
 
-    async def on_database_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_unstorable_text(exc):  # the database is up: it refused a value (decision 0094)
+            log.warning("gateway.unstorable_text", path=request.url.path)
+            return unstorable_text_problem()
         log.error("gateway.database_error", error=type(exc).__name__)
         return problem(
             503,

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from notifier_common.text import NoNulModel
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.resilience.breaker import BreakerState
@@ -26,7 +27,7 @@ class ProviderOut(BaseModel):
     replayable: int = Field(description="Messages answered `skipped: disabled`, to replay.")
 
 
-class SwitchIn(BaseModel):
+class SwitchIn(NoNulModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool

@@ -22,6 +22,7 @@ from notifier_common.errors import (
     problem_responses,
 )
 from notifier_common.pagination import decode_keyset_cursor, encode_cursor
+from notifier_common.text import NoNul
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
@@ -241,8 +242,8 @@ async def get_message(message_id: uuid.UUID, session: Session, _: MessagesReader
 async def list_messages(
     session: Session,
     _: MessagesReader,
-    idempotency_key: Annotated[str | None, Query(max_length=255)] = None,
-    provider: Annotated[str | None, Query(max_length=100)] = None,
+    idempotency_key: Annotated[str | None, Query(max_length=255), NoNul] = None,
+    provider: Annotated[str | None, Query(max_length=100), NoNul] = None,
     status: MessageStatus | None = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Response
 from notifier_common.errors import NotFound, problem_responses
 from notifier_common.logging import get_logger
 from notifier_common.pagination import decode_keyset_cursor, encode_cursor
+from notifier_common.text import NoNul
 
 from gateway.deps import Admin, MessagesReader, Session
 from gateway.messages.dispatch import normalize_address
@@ -41,8 +42,8 @@ log = get_logger("gateway.suppressions")
 async def list_suppressions(
     session: Session,
     _: MessagesReader,
-    address: Annotated[str | None, Query(max_length=320)] = None,
-    scope: Annotated[str | None, Query(max_length=100)] = None,
+    address: Annotated[str | None, Query(max_length=320), NoNul] = None,
+    scope: Annotated[str | None, Query(max_length=100), NoNul] = None,
     since: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from notifier_common.text import NoNulModel
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -75,7 +76,7 @@ class IntegrationOut(BaseModel):
     replayable: int = Field(0, description="Messages skipped while off, to replay.")
 
 
-class SwitchIn(BaseModel):
+class SwitchIn(NoNulModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"enabled": False, "reason": "ESP outage"}]}
     )

@@ -15,6 +15,7 @@ from notifier_common.errors import (
 from notifier_common.events import EVENT_TYPES
 from notifier_common.pagination import decode_keyset_cursor, encode_cursor
 from notifier_common.publisher import job_id_for
+from notifier_common.text import NoNul
 from redis.exceptions import RedisError
 
 from notifier.api.deps import EventsWriter, LettersReader, Redis, Session, Settings
@@ -135,8 +136,8 @@ async def list_events(
     session: Session,
     _: LettersReader,
     status: EventStatus | None = None,
-    type: Annotated[str | None, Query(max_length=100)] = None,
-    client_id: Annotated[str | None, Query(max_length=100)] = None,
+    type: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    client_id: Annotated[str | None, Query(max_length=100), NoNul] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EventPage:

@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from notifier_common.errors import NotFound, Unprocessable
-from notifier_common.events import AnyEvent, describe_errors, parse_event
-from pydantic import ValidationError
+from notifier_common.events import AnyEvent
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.enrichment import UpstreamError, UpstreamNotFound
+from notifier.events import service as events_service
 from notifier.letters import service as engine_service
 from notifier.letters import settings_service
 from notifier.letters.catalog import AnySpec
@@ -35,10 +35,12 @@ from notifier.operator.schemas import (
 
 
 def parse(body: Any) -> AnyEvent:
-    try:
-        return parse_event(body)
-    except ValidationError as exc:
-        raise Unprocessable("invalid event", errors=describe_errors(exc)) from exc
+    """The event, validated as ``POST /v1/events`` validates it: a U+0000 in any string is a
+    ``string_nul`` field error here too, not a query PostgreSQL refuses (decision 0094)."""
+    checked = events_service.validate(body)
+    if checked.event is None:
+        raise Unprocessable("invalid event", errors=checked.errors)
+    return checked.event
 
 
 async def dry_run(

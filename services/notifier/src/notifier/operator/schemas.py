@@ -1,4 +1,7 @@
-"""Pydantic I/O of the operator API (letters history, timeline, actions, dry run, preview)."""
+"""Pydantic I/O of the operator API (letters history, timeline, actions, dry run, preview).
+
+Request bodies are :class:`NoNulModel`: a U+0000 in any of their strings is a 422 ``string_nul``
+naming the field, before it reaches PostgreSQL (decision 0094)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
+from notifier_common.text import NoNulModel
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from notifier.models import AttemptOutcome, LetterOrigin, LetterStatus
@@ -113,7 +117,7 @@ class LetterDetail(LetterOut):
     timeline: list[TimelineEntry]
 
 
-class ResendRequest(BaseModel):
+class ResendRequest(NoNulModel):
     model_config = ConfigDict(extra="forbid")
 
     fresh: bool = Field(
@@ -121,13 +125,13 @@ class ResendRequest(BaseModel):
     )
 
 
-class CancelRequest(BaseModel):
+class CancelRequest(NoNulModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field("cancelled by operator", min_length=1, max_length=150)
 
 
-class LetterFilter(BaseModel):
+class LetterFilter(NoNulModel):
     """Which letters a bulk action applies to (all fields combine with AND)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -143,7 +147,7 @@ class LetterFilter(BaseModel):
     created_to: AwareDatetime | None = Field(None, description="created_at < this.")
 
 
-class RetryRequest(BaseModel):
+class RetryRequest(NoNulModel):
     filter: LetterFilter = Field(default_factory=LetterFilter)
     dry_run: bool = Field(False, description="Only count the matching letters.")
     max: int | None = Field(
@@ -171,7 +175,7 @@ class RetryResult(BaseModel):
     letter_ids: list[int] = Field(description="Ids rescheduled (first 1,000).")
 
 
-class SendRequest(BaseModel):
+class SendRequest(NoNulModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -245,7 +249,7 @@ class DryRunResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class PreviewRequest(BaseModel):
+class PreviewRequest(NoNulModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
