@@ -68,19 +68,10 @@ class TestGatewayTokenScopes:
     async def test_seeded_token_can_switch_a_provider_at_the_gateway(
         self, database_url: str, redis_url: str, tmp_path: Path
     ) -> None:
-        from gateway.settings import GatewaySettings
-
-        from tests.gateway.conftest import client_for, running
+        from tests.gateway.conftest import client_for, log_gateway_settings, running
 
         ctx = await seed(database_url, state_dir=tmp_path)
-        settings = GatewaySettings(  # type: ignore[call-arg]
-            _env_file=None,
-            env="test",
-            database_url=database_url,
-            redis_url=redis_url,
-            providers={"log": {"kind": "log"}},
-            default_provider="log",
-        )
+        settings = log_gateway_settings(database_url, redis_url)
         headers = {"Authorization": f"Bearer {ctx.tokens['gateway']}"}
         async with running(settings) as app, client_for(app) as gw:
             off = await gw.put(

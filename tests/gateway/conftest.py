@@ -39,6 +39,20 @@ def make_settings(database_url: str, redis_url: str) -> SettingsFactory:
     return make
 
 
+def log_gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> GatewaySettings:
+    """A real gateway on the test database whose only provider is ``log`` (the default), for
+    tests outside tests/gateway that need the gateway itself: seed tokens, end to end."""
+    values: dict[str, Any] = {
+        "env": "test",
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "providers": {"log": {"kind": "log"}},
+        "default_provider": "log",
+    }
+    values.update(overrides)
+    return GatewaySettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
 @asynccontextmanager
 async def running(settings: GatewaySettings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)

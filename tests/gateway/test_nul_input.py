@@ -48,18 +48,19 @@ async def stored(sm: async_sessionmaker[AsyncSession]) -> int:
 
 
 class TestNulIsRefused:
-    @pytest.mark.parametrize("param", ["idempotency_key", "provider"])
-    async def test_message_list_query(
-        self, api: httpx.AsyncClient, writer: dict[str, str], param: str
+    @pytest.mark.parametrize(
+        ("path", "param"),
+        [
+            ("/v1/messages", "idempotency_key"),
+            ("/v1/messages", "provider"),
+            ("/v1/suppressions", "address"),
+            ("/v1/suppressions", "scope"),
+        ],
+    )
+    async def test_list_query(
+        self, api: httpx.AsyncClient, writer: dict[str, str], path: str, param: str
     ) -> None:
-        r = await api.get(f"/v1/messages?{param}=a%00b", headers=writer)
-        assert problem_of(r, 422)["errors"] == [{"loc": f"query.{param}", **NUL_ERROR}]
-
-    @pytest.mark.parametrize("param", ["address", "scope"])
-    async def test_suppression_list_query(
-        self, api: httpx.AsyncClient, writer: dict[str, str], param: str
-    ) -> None:
-        r = await api.get(f"/v1/suppressions?{param}=a%00b", headers=writer)
+        r = await api.get(f"{path}?{param}=a%00b", headers=writer)
         assert problem_of(r, 422)["errors"] == [{"loc": f"query.{param}", **NUL_ERROR}]
 
     async def test_batch_item_key_names_the_item(

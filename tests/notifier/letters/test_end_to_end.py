@@ -10,7 +10,6 @@ import httpx
 import pytest
 from gateway.app import create_app
 from gateway.models.logged_message import LoggedMessage
-from gateway.settings import GatewaySettings
 from gateway.tokens import create_token
 from notifier.letters import repository
 from notifier.models import LetterStatus
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deploy.upstream_stub import app as upstream_app
 from tests.factories import event_body
+from tests.gateway.conftest import log_gateway_settings
 from tests.notifier.letters.conftest import (
     GATEWAY,
     START,
@@ -41,15 +41,7 @@ async def real_engine(
     sessionmaker: async_sessionmaker[AsyncSession],
     clock: FakeClock,
 ) -> AsyncIterator[Engine]:
-    gateway_settings = GatewaySettings(  # type: ignore[call-arg]
-        _env_file=None,
-        env="test",
-        database_url=database_url,
-        redis_url=redis_url,
-        providers={"log": {"kind": "log"}},
-        default_provider="log",
-        db_pool_size=5,
-    )
+    gateway_settings = log_gateway_settings(database_url, redis_url, db_pool_size=5)
     gateway_app = create_app(gateway_settings)
     token = await create_token(database_url, name="notifier", scopes=["messages:write"])
     async with gateway_app.router.lifespan_context(gateway_app):

@@ -156,24 +156,16 @@ class TestGatewayRefusesTheNotifiersToken:
     async def test_switch_without_admin_is_502_naming_the_fix(
         self, database_url: str, redis_url: str
     ) -> None:
-        from gateway.settings import GatewaySettings
         from gateway.tokens import create_token
         from notifier.config.integrations import GatewayRefused, Integrations
         from notifier.config.schemas import SwitchIn
 
-        from tests.gateway.conftest import client_for, running
+        from tests.gateway.conftest import client_for, log_gateway_settings, running
 
         raw = await create_token(
             database_url, name="notifier", scopes=["messages:write", "messages:read"]
         )
-        settings = GatewaySettings(  # type: ignore[call-arg]
-            _env_file=None,
-            env="test",
-            database_url=database_url,
-            redis_url=redis_url,
-            providers={"log": {"kind": "log"}},
-            default_provider="log",
-        )
+        settings = log_gateway_settings(database_url, redis_url)
         async with running(settings) as app, client_for(app) as http:
             integrations = Integrations(http, base_url="http://gateway.test", token=raw)
             listed = await integrations.providers()  # messages:read is enough to list

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from gateway.app import create_app
 from gateway.models.logged_message import LoggedMessage
-from gateway.settings import GatewaySettings
 from gateway.tokens import create_token
 from notifier.models import (
     Letter,
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from deploy.upstream_stub import app as upstream_app
 from tests.conftest import TokenFactory
 from tests.factories import event_body
+from tests.gateway.conftest import log_gateway_settings
 from tests.notifier.letters.conftest import (
     GATEWAY,
     START,
@@ -99,18 +99,11 @@ async def world(
     sessionmaker: async_sessionmaker[AsyncSession],
     clock: FakeClock,
 ) -> AsyncIterator[World]:
-    gateway_settings = GatewaySettings(  # type: ignore[call-arg]
-        _env_file=None,
-        env="test",
-        database_url=database_url,
-        redis_url=redis_url,
-        providers={
-            "log": {
-                "kind": "log",
-                "webhook": {"scheme": "shared_secret", "secret": SECRET, "format": "neutral"},
-            }
-        },
-        default_provider="log",
+    webhook = {"scheme": "shared_secret", "secret": SECRET, "format": "neutral"}
+    gateway_settings = log_gateway_settings(
+        database_url,
+        redis_url,
+        providers={"log": {"kind": "log", "webhook": webhook}},
         db_pool_size=5,
     )
     gateway_app = create_app(gateway_settings)

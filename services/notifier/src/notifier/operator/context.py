@@ -106,14 +106,3 @@ def try_render(
         return render(spec, locale, context, letter_id=None), None
     except Unprocessable as exc:
         return None, exc.detail
-
-
-def has_nul(value: Any) -> bool:
-    """PostgreSQL JSONB cannot store U+0000; such overrides are refused with 422."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_nul(v) for v in value)
-    return False

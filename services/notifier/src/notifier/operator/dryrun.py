@@ -147,8 +147,6 @@ async def preview(
 ) -> PreviewResult:
     """Render a letter for a client's current data (or only the given context) and locale."""
     spec = _preview_spec(letter)
-    if ctx.has_nul(req.context_overrides):
-        raise Unprocessable("context_overrides must not contain U+0000")
     base: dict[str, Any] = {}
     locale = req.locale or "en"
     if req.client_id is not None:

@@ -124,8 +124,6 @@ async def manual_send(
     now: datetime,
 ) -> SendResult:
     spec = _catalog_spec(req.letter)
-    if req.context_overrides and ctx.has_nul(req.context_overrides):
-        raise Unprocessable("context_overrides must not contain U+0000")
     eff = await _switched_on(session, spec)
     facts = await ctx.facts_for(
         enricher, spec, client_id=req.client_id, contract_id=req.contract_id, now=now
