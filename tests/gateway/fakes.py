@@ -43,6 +43,13 @@ class CountingProvider(Provider):
             return SendResult.transient("http_503", "upstream unavailable", status_code=503)
         if self.outcome == "permanent":
             return SendResult.permanent("invalid_recipient", "no such mailbox", status_code=550)
+        if self.outcome == "nul":  # a provider answering bytes PostgreSQL cannot store
+            return SendResult.permanent(
+                "bad\x00code",
+                "no\x00such mailbox",
+                status_code=550,
+                response_excerpt="raw\x00answer",
+            )
         return SendResult.ok(f"cnt-{uuid.uuid4().hex[:12]}")
 
     async def send_many(self, messages: Sequence[Message]) -> list[SendResult]:

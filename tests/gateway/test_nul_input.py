@@ -143,3 +143,23 @@ class TestDatabaseOutageIsStill503:
             problem = problem_of(r, 503)
             assert problem["title"] == "Service Unavailable"
             assert problem["detail"] == OUTAGE
+
+
+async def test_a_provider_answer_with_nul_is_stored_and_answered(
+    api: httpx.AsyncClient,
+    writer: dict[str, str],
+    counting: CountingProvider,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A NUL in what a provider answered (after the send) is stored as U+FFFD: the results are
+    written and the caller gets the provider's outcome, not a 422 for a batch already sent."""
+    counting.outcome = "nul"
+    r = await api.post("/v1/messages", json=email(), headers={**writer, "Idempotency-Key": "n-3"})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert (answer["outcome"], answer["code"]) == ("permanent_error", "bad\ufffdcode")
+    async with sessionmaker() as s:
+        row = (await s.execute(select(MessageRecord))).scalar_one()
+    assert (row.status.value, row.reason) == ("permanent_error", "no\ufffdsuch mailbox")
+    assert row.response_excerpt == "raw\ufffdanswer"
+    assert counting.calls == 1

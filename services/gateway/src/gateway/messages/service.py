@@ -350,6 +350,7 @@ class MessageService:
         except Exception:  # a bug in our own pipeline: answer transient, free the keys
             log.exception("gateway.dispatch_failed", count=len(pending))
             sent = [SendResult.transient("internal", "gateway dispatch failed") for _ in pending]
+        sent = [_storable(r) for r in sent]
         now = datetime.now(UTC)
         stored = [_stored(p, r, now) for p, r in zip(pending, sent, strict=True)]
 
@@ -444,6 +445,26 @@ def _stored(p: Pending, r: SendResult, now: datetime) -> repository.StoredResult
         response_excerpt=excerpt(r.response_excerpt),
         sent_at=now if r.outcome is Outcome.accepted else None,
     )
+
+
+def _storable(r: SendResult) -> SendResult:
+    """A provider's answer with every U+0000 in its strings written as U+FFFD. They come from
+    outside, and PostgreSQL cannot store U+0000: the batch's results (written after the sends)
+    would fail, and so would the notifier's record of the answer."""
+    texts = (r.provider_message_id, r.code, r.reason, r.response_excerpt)
+    if not any(t and "\x00" in t for t in texts):
+        return r
+    return replace(
+        r,
+        provider_message_id=_no_nul(r.provider_message_id),
+        code=_no_nul(r.code),
+        reason=_no_nul(r.reason),
+        response_excerpt=_no_nul(r.response_excerpt),
+    )
+
+
+def _no_nul(text: str | None) -> str | None:
+    return text.replace("\x00", "\ufffd") if text else text
 
 
 def _out(p: Pending, r: SendResult) -> SendResultOut:
