@@ -149,3 +149,16 @@ class TestStoredBeforeTheRule:
         await self.store(sessionmaker, "FirstRemindPrepaidNotice", {"delay": "-P1D"})
         eff = await update(sessionmaker, "FirstRemindPrepaidNotice", reset_params=True)
         assert eff.overrides == {}
+
+
+@pytest.mark.parametrize(("letter", "name"), DURATIONS)
+async def test_a_duration_longer_than_a_year_is_refused(
+    sessionmaker: SM, letter: str, name: str
+) -> None:
+    """``P999999999D`` was accepted, and computing a send time from it overflowed on every
+    event; a year is the bound, as for ``days``."""
+    error = await refused(sessionmaker, letter, {name: "P366D"})
+    assert [e["loc"] for e in error.errors or []] == [f"params.{name}"]
+    assert (await update(sessionmaker, letter, params={name: "P365D"})).params.model_dump()[
+        name
+    ] == timedelta(days=365)

@@ -37,11 +37,16 @@ def _positive_expiry(value: timedelta) -> timedelta:
     return value
 
 
+#: the longest duration a letter parameter takes, as ``days`` (365): a send time computed
+#: from a much larger one is beyond what a date can hold (``P999999999D`` failed every event)
+MAX_DURATION = timedelta(days=365)
+
 # The duration types of letter parameters (ISO 8601 in JSON: ``P1D``, ``PT12H``). Every
-# ``timedelta`` parameter is declared with one of them, so no override can be negative.
-Duration = Annotated[timedelta, Field(ge=ZERO)]
+# ``timedelta`` parameter is declared with one of them, so no override can be negative or
+# longer than a year.
+Duration = Annotated[timedelta, Field(ge=ZERO, le=MAX_DURATION)]
 """0 or more: 0 is meaningful (a delay of 0 sends at once, a min_interval of 0 caps nothing)."""
-Expiry = Annotated[timedelta, AfterValidator(_positive_expiry)]
+Expiry = Annotated[timedelta, Field(le=MAX_DURATION), AfterValidator(_positive_expiry)]
 """More than 0: an expiry of 0 would expire every letter as soon as it is due."""
 
 
