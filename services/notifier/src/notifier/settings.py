@@ -47,7 +47,7 @@ class NotifierSettings(ServiceSettings):
         4, ge=1, description="Most coalesced immediate sends (gateway calls) running at once."
     )
     worker_metrics_port: int = Field(
-        9101, description="Port of the worker's Prometheus /metrics (0 disables)."
+        9101, description="Port of the worker's /metrics, /healthz and /readyz (0 disables)."
     )
     gateway_url: str = Field("http://127.0.0.1:8001", description="Delivery gateway base URL.")
     gateway_token: str = Field(

@@ -23,7 +23,6 @@ from notifier_common.collector import tune_collector
 from notifier_common.db import create_engine, create_sessionmaker
 from notifier_common.http import create_http_client
 from notifier_common.logging import configure_logging, get_logger
-from prometheus_client import start_http_server
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from notifier.clock import Clock, system_clock
@@ -39,6 +38,7 @@ from notifier.letters.service import PlanConfig
 from notifier.letters.settings_service import SettingsCache
 from notifier.letters.timing import QuietHours
 from notifier.metrics import JOB_DURATION
+from notifier.ops_server import LoopHeartbeat, start_ops_server
 from notifier.settings import NotifierSettings, get_settings
 from notifier.suppressions import tasks as suppression_tasks
 from notifier.suppressions.feed import FeedUnavailable, GatewayFeeds
@@ -195,8 +195,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     # last: what start-up built is frozen out of the collector's walks (decision 0080)
     ctx["restore_collector"] = tune_collector(middle_threshold=None)
     if settings.worker_metrics_port and not ctx.get("metrics_started"):
+        heartbeat = LoopHeartbeat()
         try:
-            start_http_server(settings.worker_metrics_port, addr=settings.api_host)
+            ctx["ops_server"] = start_ops_server(
+                settings.worker_metrics_port, addr=settings.api_host, heartbeat=heartbeat
+            )
+            heartbeat.start()
+            ctx["heartbeat"] = heartbeat
             ctx["metrics_started"] = True
         except OSError as exc:
             log.warning(
@@ -205,6 +210,13 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if ctx.get("heartbeat") is not None:
+        await ctx.pop("heartbeat").stop()
+    if ctx.get("ops_server") is not None:
+        server = ctx.pop("ops_server")
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+        ctx["metrics_started"] = False
     if ctx.get("restore_collector") is not None:
         ctx.pop("restore_collector")()
     for name in ("batcher", "immediate"):
