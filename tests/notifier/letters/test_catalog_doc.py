@@ -15,6 +15,8 @@ class TestCatalogDoc:
         text = render()
         for spec in LETTERS:
             assert f"| {spec.name} |" in text
-        assert "| LowBalanceNotice | `client.balance_changed` | immediately | — |" in text
+        assert "| LowBalanceNotice | email | `client.balance_changed` | immediately | — |" in text
+        assert "| CrmEmailChange | crm: `change_email` | `user.email_changed` |" in text
+        assert "the provider id of the last sent CrmContactSync" in text
         assert "at most once per 24 h per client" in text
         assert "+3 days, 11:00 local" in text

@@ -13,7 +13,7 @@ class TestLetterConfig:
         r = await client.get("/v1/config/letters", headers=reader)
         assert r.status_code == 200, r.text
         by_name = {item["name"]: item for item in r.json()}
-        assert len(by_name) == 13
+        assert len(by_name) == 21  # the 13 corp letters + 8 integration letters
         low = by_name["LowBalanceNotice"]
         assert low["enabled"] is True
         assert low["overrides"] == {}
@@ -25,6 +25,10 @@ class TestLetterConfig:
             "client.payment_received",
             "contract.closed",
         ]
+        assert (low["channel"], low["action"], low["rendered"]) == ("email", "send", True)
+        crm = by_name["CrmEmailChange"]
+        assert (crm["channel"], crm["action"], crm["rendered"]) == ("crm", "change_email", False)
+        assert crm["locales"] == []
 
     async def test_unknown_letter_is_404(
         self, client: httpx.AsyncClient, configurer: dict[str, str]

@@ -10,7 +10,7 @@ permanent. An item the gateway did not answer is transient.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -200,6 +200,21 @@ def encode_message(
     }
     encoded = orjson.dumps(
         {"idempotency_key": idempotency_key, "message": message},
+        default=to_jsonable_python,
+        option=_PASSTHROUGH,
+    )
+    return bytes(memoryview(encoded))
+
+
+def encode_outbound(
+    idempotency_key: str, *, channel: str, message: Mapping[str, Any], metadata: dict[str, Any]
+) -> bytes:
+    """The item of an outbound letter (decided fields stored in its context as ``message``:
+    action, recipients, template_ref, properties, lists, previous_address), with its channel
+    and metadata. The gateway validates the fields (an unknown one is that item's 422)."""
+    body = {**message, "channel": channel, "metadata": metadata}
+    encoded = orjson.dumps(
+        {"idempotency_key": idempotency_key, "message": body},
         default=to_jsonable_python,
         option=_PASSTHROUGH,
     )

@@ -15,6 +15,18 @@ class LetterConfigOut(BaseModel):
     name: str = Field(examples=["LowBalanceNotice"])
     description: str
     channel: str = Field(examples=["email"])
+    action: str = Field(
+        "send",
+        examples=["send"],
+        description=(
+            "The gateway action: `send` delivers content; an integration letter may subscribe, "
+            "unsubscribe, change_email, upsert_contact or mark_spam."
+        ),
+    )
+    rendered: bool = Field(
+        True,
+        description="Rendered from our templates (false: composed by its provider, no locales).",
+    )
     triggers: list[str] = Field(description="Event types that may trigger it.")
     cancelled_by: list[str] = Field(description="Event types that cancel it while pending.")
     timing: str = Field(examples=["immediately"])

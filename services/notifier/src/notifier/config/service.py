@@ -27,6 +27,8 @@ def describe(spec: AnySpec, eff: EffectiveSettings) -> LetterConfigOut:
         name=spec.name,
         description=spec.description,
         channel=spec.channel,
+        action=spec.action,
+        rendered=spec.rendered,
         triggers=sorted({t.event_type for t in spec.triggers}),
         cancelled_by=sorted(spec.cancelled_by),
         timing=engine.describe_timing(spec.name, eff.overrides) or "",
@@ -35,7 +37,7 @@ def describe(spec: AnySpec, eff: EffectiveSettings) -> LetterConfigOut:
         overrides=eff.overrides,
         effective=eff.params.model_dump(mode="json"),
         params_schema=spec.params.model_json_schema(),
-        locales=rendering.available_locales(spec.template_name),
+        locales=rendering.available_locales(spec.template_name) if spec.rendered else [],
         updated_at=eff.updated_at,
         updated_by=eff.updated_by,
     )

@@ -6,7 +6,7 @@ defaults live in code, overrides in ``letter_settings`` (see ``settings_service`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from decimal import Decimal
@@ -21,7 +21,13 @@ from notifier.letters.timing import QuietHours, Timing
 
 Enrichment = Literal["client", "balance", "contract"]
 Match = Literal["client", "contract"]
-Channel = Literal["email"]
+Channel = Literal["email", "esp", "newsletter", "crm"]
+#: the gateway's message actions (``send`` delivers content; the others change a subscription
+#: or a contact at the provider: seeds 000 and 001)
+Action = Literal["send", "subscribe", "unsubscribe", "change_email", "upsert_contact", "mark_spam"]
+#: channels whose messages are actions on a person's record, not content sent to them: an
+#: address's suppressions do not stop them (unsubscribing or marking spam must reach it)
+ACTION_CHANNELS = frozenset({"newsletter", "crm"})
 
 ZERO = timedelta(0)
 
@@ -83,7 +89,7 @@ class Facts:
     """What conditions decide on: the event plus the enrichment fetched for it."""
 
     event: AnyEvent
-    client: ClientProfile
+    client: ClientProfile | None  # None for letters that need no ``client`` enrichment
     balance: Balance | None = None
     contract: Contract | None = None
 
@@ -128,6 +134,35 @@ class Crossing(Generic[P]):
 
 
 @dataclass(frozen=True)
+class Addressee:
+    """One recipient of an outbound message (the gateway's ``Recipient``)."""
+
+    address: str
+    name: str | None = None
+    external_id: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outbound(Generic[P]):
+    """A letter the provider composes: an ESP campaign trigger, a newsletter (un)subscription,
+    a CRM update. Nothing is rendered from our templates; the gateway message's fields are
+    decided with the letter (stored in its context as ``message``) and sent as they are.
+
+    ``fields``: message-wide fields (``template_ref``, ``properties``, ``lists``,
+    ``previous_address``). ``recipients``: who it is about (default: the client's addresses).
+    ``external_id_from``: the recipient's ``external_id`` is the provider id answered to the
+    client's last *sent* letter of that name, read when the letter is sent (the CRM id of the
+    contact an earlier upsert created).
+    """
+
+    action: Action
+    fields: Callable[[Facts, P], Mapping[str, Any]] = lambda _facts, _params: {}
+    recipients: Callable[[Facts, P], Sequence[Addressee]] | None = None
+    external_id_from: str | None = None
+
+
+@dataclass(frozen=True)
 class LetterSpec(Generic[P]):
     name: str
     params: type[P]
@@ -142,7 +177,17 @@ class LetterSpec(Generic[P]):
     dedup: Callable[[Facts], str] | None = None
     frequency: Crossing[P] | None = None
     sequence: str | None = None  # letters sharing a trigger at offsets (onboarding, reminders)
+    outbound: Outbound[P] | None = None  # composed by the provider, not by our templates
     description: str = ""
+
+    @property
+    def rendered(self) -> bool:
+        """Rendered from our templates (subject, HTML, text), or an ``outbound`` message."""
+        return self.outbound is None
+
+    @property
+    def action(self) -> Action:
+        return self.outbound.action if self.outbound is not None else "send"
 
     @property
     def template_name(self) -> str:
@@ -163,6 +208,22 @@ class LetterSpec(Generic[P]):
 AnySpec = LetterSpec[Any]
 
 
+def _check(spec: AnySpec, specs: Mapping[str, AnySpec]) -> None:
+    """Declarations that could not be sent are refused when the catalog is built."""
+    outbound = spec.outbound
+    if outbound is None and spec.channel != "email":
+        raise ValueError(f"letter {spec.name!r}: channel {spec.channel!r} needs an outbound")
+    if outbound is None and "client" not in spec.enrichments:
+        raise ValueError(f"letter {spec.name!r}: an e-mail letter needs the client enrichment")
+    if outbound is not None and outbound.recipients is None and "client" not in spec.enrichments:
+        raise ValueError(f"letter {spec.name!r}: no recipients without the client enrichment")
+    if outbound is not None and outbound.external_id_from not in (None, *specs):
+        raise ValueError(
+            f"letter {spec.name!r}: external_id_from names unknown letter "
+            f"{outbound.external_id_from!r}"
+        )
+
+
 class Catalog:
     """Letters by name, with lookups by triggering and cancelling event type (indexed once: the
     worker looks them up several times per event)."""
@@ -173,6 +234,8 @@ class Catalog:
             if spec.name in self._specs:
                 raise ValueError(f"letter {spec.name!r} declared twice")
             self._specs[spec.name] = spec
+        for spec in self._specs.values():
+            _check(spec, self._specs)
         self._triggers: dict[str, list[tuple[AnySpec, tuple[Trigger, ...]]]] = {}
         self._cancelled: dict[str, tuple[AnySpec, ...]] = {}
         self._involved: dict[str, tuple[AnySpec, ...]] = {}

@@ -6,6 +6,7 @@ fails while it is stale).
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import time, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ DOC = Path(__file__).resolve().parents[5] / "docs" / "letters.md"
 
 HEADER = """# Letter catalog
 
-Generated from `services/notifier/src/notifier/letters/definitions.py` by
+Generated from `services/notifier/src/notifier/letters/definitions.py` (and `integrations.py`) by
 `uv run python -m notifier.letters.catalog_doc --write` — do not edit by hand.
 
 Every number is a typed parameter: the defaults below live in code; operators override them per
@@ -29,8 +30,15 @@ Scheduled letters respect quiet hours (default 21:00-09:00 recipient local time)
 Cancellation is race-proof (docs/decisions/0020): once a cancelling event committed, no letter it
 cancels is sent, and an older trigger arriving later is stored as `cancelled`.
 
-| letter | trigger | when | cancelled by | rule |
-|---|---|---|---|---|
+`channel` says what is sent: `email` letters are rendered from the notifier's templates
+(`letters/templates/<letter>/<locale>/`); the others are integration letters composed by their
+provider (seeds 000-002: `esp` campaign triggers, `newsletter` and `crm` actions): their gateway
+message (action, recipient, lists, campaign, properties) is decided with the letter and stored in
+its context as `message` (the dry run shows it). Suppressions do not stop `newsletter` and `crm`
+actions (an unsubscribed address must still be unsubscribed or marked as spam).
+
+| letter | channel | trigger | when | cancelled by | rule |
+|---|---|---|---|---|---|
 """
 
 
@@ -48,6 +56,8 @@ def _value(value: Any) -> str:
         return _duration(value)
     if isinstance(value, time):
         return value.strftime("%H:%M")
+    if isinstance(value, dict | list):
+        return f"`{json.dumps(value, ensure_ascii=False)}`"
     return "—" if value is None else str(value)
 
 
@@ -74,6 +84,9 @@ def _rule(spec: AnySpec) -> str:
         parts.append("deduplicated per subject")
     if spec.sequence:
         parts.append(f"sequence `{spec.sequence}`")
+    source = spec.outbound.external_id_from if spec.outbound is not None else None
+    if source:
+        parts.append(f"recipient's id: the provider id of the last sent {source}")
     return "; ".join(parts) or "—"
 
 
@@ -83,7 +96,8 @@ def _row(spec: AnySpec) -> str:
     )
     cancels = ", ".join(f"`{e}` (same {m})" for e, m in spec.cancelled_by.items()) or "—"
     timing = _timing(spec.timing(spec.default_params()))
-    return f"| {spec.name} | {triggers} | {timing} | {cancels} | {_rule(spec)} |"
+    channel = spec.channel if spec.rendered else f"{spec.channel}: `{spec.action}`"
+    return f"| {spec.name} | {channel} | {triggers} | {timing} | {cancels} | {_rule(spec)} |"
 
 
 def _description(model: type[Any], name: str) -> str:

@@ -1,4 +1,5 @@
-"""The 13 corp letters of seed 004, with the rules of issue 4. Every number is a parameter."""
+"""The 13 corp letters of seed 004, with the rules of issue 4, and the integration letters of
+seeds 000-002 (``integrations``). Every number is a parameter."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from notifier.letters.catalog import (
     SendFacts,
     Trigger,
 )
+from notifier.letters.integrations import INTEGRATION_LETTERS
 from notifier.letters.timing import After, AtLocalTime, Immediately, Timing
 
 # ---- parameters -------------------------------------------------------------------------
@@ -250,5 +252,6 @@ LETTERS = Catalog(
             frequency=Crossing(level=_threshold, inclusive=False, min_interval=_min_interval),
             description="The balance fell below the client's threshold (max once per 24 h).",
         ),
+        *INTEGRATION_LETTERS,
     ]
 )

@@ -16,7 +16,7 @@ import functools
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifier.clock import Clock
 from notifier.enrichment import Balance, Contract, UpstreamNotFound
-from notifier.gateway_client import GatewayClient, GatewayResult, encode_message
+from notifier.gateway_client import GatewayClient, GatewayResult, encode_message, encode_outbound
 from notifier.letters import drain_sql, repository
 from notifier.letters.catalog import Catalog, SendFacts
 from notifier.letters.definitions import LETTERS
@@ -91,6 +91,9 @@ class _Lookups:
 
     settings: dict[str, EffectiveSettings]
     blocked: dict[int, str]
+    #: ``{letter id: ProviderId}`` of outbound letters whose recipient's ``external_id`` is
+    #: an earlier letter's provider id (``Outbound.external_id_from``)
+    external: dict[int, repository.ProviderId] = field(default_factory=dict)
 
 
 @dataclass
@@ -267,7 +270,17 @@ class LetterSender:
     async def _look_up(self, session: AsyncSession, claimed: Sequence[Claimed]) -> _Lookups:
         names = sorted({c.letter for c in claimed if c.letter in self.catalog})
         settings = await effective(session, names, catalog=self.catalog)
-        return _Lookups(settings, await suppressed(session, claimed))  # one query per batch
+        blocked = await suppressed(session, claimed)  # one query per batch
+        wanted: dict[int, tuple[str, str]] = {}
+        for c in claimed:
+            spec = self._spec(c)
+            outbound = spec.outbound if spec is not None else None
+            if outbound is not None and outbound.external_id_from:
+                wanted[c.id] = (outbound.external_id_from, c.client_id)
+        if not wanted:
+            return _Lookups(settings, blocked)
+        found = await repository.provider_ids(session, wanted.values())
+        return _Lookups(settings, blocked, {i: found[key] for i, key in wanted.items()})
 
     async def deliver(self, claimed: Sequence[Claimed], *, now: datetime) -> BatchReport:
         """Decide, send in one gateway call and record rows claimed by ``claim`` — under row
@@ -349,10 +362,13 @@ class LetterSender:
             verdict = self._precheck(c, settings, rechecks, now=now)
             if verdict is None and c.id in blocked:
                 verdict = Result(LetterStatus.skipped, skip_reason=blocked[c.id])
+            external = lookups.external.get(c.id)
+            if verdict is None and external is not None and external.value is None:
+                verdict = self._unresolved(c, external, now=now)
             if verdict is not None:
                 results[c.id] = verdict
                 continue
-            item = self._item(c)
+            item = self._item(c, external_id=external.value if external else None)
             if type(item) is bytes:
                 items[c.id] = item
             else:
@@ -428,9 +444,34 @@ class LetterSender:
     def _spec(self, c: Claimed) -> Any:
         return self.catalog.get(c.letter) if c.letter in self.catalog else None
 
-    def _item(self, c: Claimed) -> bytes | Result:
+    def _unresolved(self, c: Claimed, external: repository.ProviderId, *, now: datetime) -> Result:
+        """An outbound letter whose ``external_id_from`` letter has not been sent: retried
+        while one is pending (the upsert goes first), failed when there is none."""
+        source = self.catalog.get(c.letter).outbound.external_id_from  # type: ignore[union-attr]
+        if external.pending:
+            return self._retry(
+                c,
+                error=f"waiting for {source} of this client to be sent",
+                now=now,
+                code="not_synced",
+            )
+        return Result(
+            LetterStatus.failed,
+            attempt=AttemptOutcome.permanent,
+            code="not_synced",
+            error=f"no {source} was sent for client {c.client_id}: no provider id to update",
+        )
+
+    def _item(self, c: Claimed, *, external_id: str | None = None) -> bytes | Result:
         """The letter rendered and encoded as its gateway item (or why it cannot be)."""
         spec = self.catalog.get(c.letter)
+        metadata: dict[str, str | int] = {
+            "letter_id": c.id,
+            "letter": c.letter,
+            "client_id": c.client_id,
+        }
+        if spec.outbound is not None:
+            return self._outbound_item(c, metadata, external_id=external_id)
         context = render_context(c, self.config)
         try:
             rendered = self.render(spec.template_name, c.locale, context)
@@ -452,7 +493,26 @@ class LetterSender:
             html=rendered.html,
             text=rendered.text,
             unsubscribe_url=context["links"]["unsubscribe_url"],
-            metadata={"letter_id": c.id, "letter": c.letter, "client_id": c.client_id},
+            metadata=metadata,
+        )
+
+    def _outbound_item(
+        self, c: Claimed, metadata: dict[str, str | int], *, external_id: str | None
+    ) -> bytes | Result:
+        """An outbound letter's stored ``message`` as its gateway item."""
+        message = c.context.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("to"), list):
+            return Result(
+                LetterStatus.failed,
+                attempt=AttemptOutcome.permanent,
+                code="invalid_message",
+                error="the letter's context has no outbound message",
+            )
+        if external_id is not None:
+            to = [{**r, "external_id": external_id} for r in message["to"] if isinstance(r, dict)]
+            message = {**message, "to": to}
+        return encode_outbound(
+            idempotency_key(c.id), channel=c.channel, message=message, metadata=metadata
         )
 
     def _from_gateway(self, c: Claimed, answer: GatewayResult, *, now: datetime) -> Result:

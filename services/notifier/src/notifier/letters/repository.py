@@ -594,6 +594,43 @@ async def insert_attempts(session: AsyncSession, rows: Sequence[Mapping[str, Any
         await session.execute(text(_INSERT_ATTEMPTS_SQL), _columns(rows, _ATTEMPT_COLUMNS))
 
 
+_PROVIDER_IDS_SQL = """
+SELECT k.letter, k.client_id,
+    (SELECT s.provider_message_id FROM notifier.letters AS s
+     WHERE s.client_id = k.client_id AND s.letter = k.letter AND s.status = 'sent'
+       AND s.provider_message_id IS NOT NULL
+     ORDER BY s.sent_at DESC NULLS LAST, s.id DESC LIMIT 1) AS provider_message_id,
+    EXISTS (SELECT 1 FROM notifier.letters AS p
+            WHERE p.client_id = k.client_id AND p.letter = k.letter
+              AND p.status IN ('scheduled', 'sending')) AS pending
+FROM unnest(CAST(:letters AS text[]), CAST(:clients AS text[])) AS k(letter, client_id)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderId:
+    """The provider id answered to a client's last sent letter of a name (None: none sent),
+    and whether one is still pending (scheduled or sending)."""
+
+    value: str | None
+    pending: bool
+
+
+async def provider_ids(
+    session: AsyncSession, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], ProviderId]:
+    """``{(letter, client_id): ProviderId}`` in one statement (an outbound letter's
+    ``external_id_from``: the CRM id an earlier upsert answered)."""
+    keys = sorted(set(pairs))
+    if not keys:
+        return {}
+    result = await session.execute(
+        text(_PROVIDER_IDS_SQL),
+        {"letters": [k[0] for k in keys], "clients": [k[1] for k in keys]},
+    )
+    return {(row[0], row[1]): ProviderId(row[2], row[3]) for row in result}
+
+
 # ---- settings -----------------------------------------------------------------------------
 
 

@@ -22,7 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifier.enrichment import Balance, ClientProfile, Contract
 from notifier.events.driver import Db
 from notifier.letters import repository
-from notifier.letters.catalog import AnySpec, Catalog, Crossing, Facts, LetterParams, Match
+from notifier.letters.catalog import (
+    Addressee,
+    AnySpec,
+    Catalog,
+    Crossing,
+    Facts,
+    LetterParams,
+    Match,
+)
 from notifier.letters.definitions import LETTERS
 from notifier.letters.settings_service import EffectiveSettings, effective
 from notifier.letters.timing import QuietHours, expires_at, send_at
@@ -149,17 +157,18 @@ async def fetch_facts(enricher: Enricher, event: AnyEvent, specs: Sequence[AnySp
     """Fetch each needed enrichment once for the event, concurrently."""
     needs = set().union(*(s.enrichments for s in specs))
     contract_id = contract_id_of(event)
+    want_client = "client" in needs
     want_balance = "balance" in needs
     want_contract = "contract" in needs and contract_id is not None
     if not (want_balance or want_contract):  # no tasks for one call (often a cache hit)
-        client = await enricher.client(event.client_id)
+        client = await enricher.client(event.client_id) if want_client else None
         return Facts(event=event, client=client)
 
     async def none() -> None:
         return None
 
     client, balance, contract = await asyncio.gather(
-        enricher.client(event.client_id),
+        enricher.client(event.client_id) if want_client else none(),
         enricher.balance(event.client_id) if want_balance else none(),
         enricher.contract(contract_id) if want_contract and contract_id else none(),
     )
@@ -246,11 +255,11 @@ def _hash(*parts: str) -> str:
 def build_context(
     spec: AnySpec, facts: Facts, params: LetterParams, config: PlanConfig
 ) -> dict[str, Any]:
-    """The render context (see docs): letter.id and links.unsubscribe_url are set at send."""
+    """The render context (see docs): letter.id and links.unsubscribe_url are set at send.
+    An outbound letter's context has no links; ``planned_letters`` adds its ``message``."""
     event = facts.event
     client = facts.client
     context: dict[str, Any] = {
-        "client": client.model_dump(mode="json"),
         "event": {
             "id": str(event.id),
             "type": event.type,
@@ -258,15 +267,19 @@ def build_context(
             "payload": event.payload.model_dump(mode="json"),
         },
         "params": params.model_dump(mode="json"),
-        "links": {
+        "letter": {"name": spec.name, "id": None},
+    }
+    if client is not None:
+        context = {"client": client.model_dump(mode="json"), **context}
+    if spec.rendered:
+        assert client is not None  # the catalog refuses e-mail letters without the client
+        context["links"] = {
             "cabinet_url": client.cabinet_url,
             "payment_url": config.payment_url_template.format(
                 cabinet_url=client.cabinet_url.rstrip("/")
             ),
             "unsubscribe_url": None,
-        },
-        "letter": {"name": spec.name, "id": None},
-    }
+        }
     if "balance" in spec.enrichments and facts.balance is not None:
         context["balance"] = facts.balance.model_dump(mode="json")
     if "contract" in spec.enrichments and facts.contract is not None:
@@ -274,12 +287,44 @@ def build_context(
     return context
 
 
+def addressees(spec: AnySpec, facts: Facts, params: LetterParams) -> list[Addressee]:
+    """Who the letter goes to (or is about), each address once: the outbound's recipients,
+    else the client's addresses."""
+    if spec.outbound is not None and spec.outbound.recipients is not None:
+        found = list(spec.outbound.recipients(facts, params))
+    else:
+        assert facts.client is not None
+        found = [Addressee(address, name=facts.client.name) for address in facts.client.emails]
+    first: dict[str, Addressee] = {}
+    for addressee in found:
+        first.setdefault(addressee.address, addressee)
+    return list(first.values())
+
+
+def outbound_message(spec: AnySpec, facts: Facts, params: LetterParams, to: Addressee) -> Any:
+    """The gateway message fields of an outbound letter to ``to`` (its context's ``message``;
+    channel, metadata and an ``external_id_from`` id are added when it is sent)."""
+    assert spec.outbound is not None
+    recipient: dict[str, Any] = {"address": to.address}
+    if to.name is not None:
+        recipient["name"] = to.name
+    if to.external_id is not None:
+        recipient["external_id"] = to.external_id
+    if to.properties:
+        recipient["properties"] = dict(to.properties)
+    return {
+        "action": spec.outbound.action,
+        "to": [recipient],
+        **dict(spec.outbound.fields(facts, params)),
+    }
+
+
 def planned_letters(
     spec: AnySpec, facts: Facts, params: LetterParams, *, config: PlanConfig, now: datetime
 ) -> list[PlannedLetter]:
-    """One letter per recipient address of the client."""
+    """One letter per recipient address (of the client, or the outbound's recipients)."""
     client, event = facts.client, facts.event
-    tz = ZoneInfo(client.timezone)
+    tz = ZoneInfo(client.timezone) if client is not None else UTC_ZONE
     due = send_at(
         event.occurred_at,
         spec.timing(params),
@@ -290,22 +335,38 @@ def planned_letters(
     context = build_context(spec, facts, params, config)
     contract_id = contract_id_of(event) or (facts.contract.id if facts.contract else None)
     scope = spec.dedup(facts) if spec.dedup is not None else None
-    return [
-        PlannedLetter(
-            letter=spec.name,
-            channel=spec.channel,
-            recipient=address,
-            locale=client.locale,
-            client_id=event.client_id,
-            contract_id=contract_id,
-            context=context,
-            triggered_at=event.occurred_at,
-            send_at=due,
-            expires_at=expires_at(due, params.expires_after),
-            dedup_key=f"{spec.name}:{_hash(spec.name, scope, address)}" if scope else None,
+    locale = client.locale if client is not None else event_locale(event)
+    out = []
+    for to in addressees(spec, facts, params):
+        mine = context
+        if spec.outbound is not None:
+            mine = {**context, "message": outbound_message(spec, facts, params, to)}
+        address = to.address
+        out.append(
+            PlannedLetter(
+                letter=spec.name,
+                channel=spec.channel,
+                recipient=address,
+                locale=locale,
+                client_id=event.client_id,
+                contract_id=contract_id,
+                context=mine,
+                triggered_at=event.occurred_at,
+                send_at=due,
+                expires_at=expires_at(due, params.expires_after),
+                dedup_key=f"{spec.name}:{_hash(spec.name, scope, address)}" if scope else None,
+            )
         )
-        for address in dict.fromkeys(client.emails)
-    ]
+    return out
+
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def event_locale(event: AnyEvent) -> str:
+    """A client-less letter's locale: the event's ``language`` when it is one we have."""
+    language = getattr(event.payload, "language", None)
+    return language if language in ("ru", "en") else "en"
 
 
 async def decide(

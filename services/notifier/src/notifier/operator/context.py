@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from notifier_common.errors import AppError, Unprocessable
-from notifier_common.events import Payload
-from pydantic import BaseModel
+from notifier_common.events import AnyEvent, Payload, describe_errors, parse_event
+from pydantic import BaseModel, ValidationError
 
 from notifier.enrichment import UpstreamError, UpstreamNotFound
 from notifier.letters import rendering
@@ -37,6 +37,33 @@ class OperatorTrigger(BaseModel):
     payload: Payload = Payload()
 
 
+def operator_event(
+    spec: AnySpec, *, client_id: str, payload: Mapping[str, Any], now: datetime
+) -> AnyEvent:
+    """The letter's triggering event (its first trigger's type) with an operator's payload,
+    validated like any event: 422 naming ``body.event_payload.<field>`` otherwise."""
+    event_type = spec.triggers[0].event_type
+    try:
+        return parse_event(
+            {
+                "id": uuid.uuid4(),
+                "type": event_type,
+                "occurred_at": now,
+                "producer": "operator",
+                "client_id": client_id,
+                "payload": dict(payload),
+            }
+        )
+    except ValidationError as exc:
+        errors = [
+            {**e, "loc": "body.event_payload" + e["loc"].removeprefix("payload")}
+            for e in describe_errors(exc)
+        ]
+        raise Unprocessable(
+            f"event_payload is not a valid {event_type} payload", errors=errors
+        ) from exc
+
+
 async def facts_for(
     enricher: Enricher,
     spec: AnySpec,
@@ -44,9 +71,11 @@ async def facts_for(
     client_id: str,
     contract_id: str | None,
     now: datetime,
+    event: AnyEvent | None = None,
 ) -> Facts:
-    """Fresh upstream data for a letter an operator creates (no event)."""
-    trigger = OperatorTrigger(id=uuid.uuid4(), client_id=client_id, occurred_at=now)
+    """Fresh upstream data for a letter an operator creates, about ``event`` (built by
+    ``operator_event``) or a stand-in without payload."""
+    trigger = event or OperatorTrigger(id=uuid.uuid4(), client_id=client_id, occurred_at=now)
     try:
         facts = await fetch_facts(enricher, cast(Any, trigger), [spec])
         if "contract" in spec.enrichments and contract_id:
@@ -81,10 +110,22 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def require_templates(spec: AnySpec) -> None:
+    """422 for an integration letter: its provider composes it, there is nothing to render."""
+    if not spec.rendered:
+        raise Unprocessable(
+            f"{spec.name} is an integration letter ({spec.channel}: {spec.action}) composed by "
+            "its provider: it has no templates to render; its gateway message is the "
+            "context's `message` (shown by the dry run)"
+        )
+
+
 def render(
     spec: AnySpec, locale: str, context: Mapping[str, Any], *, letter_id: int | None
 ) -> Rendered:
-    """Render as the drain would (letter id and unsubscribe link filled in); 422 on error."""
+    """Render as the drain would (letter id and unsubscribe link filled in); 422 on error
+    and for an integration letter (it has no templates: its provider composes it)."""
+    require_templates(spec)
     variables = dict(context)
     variables["letter"] = {"name": spec.name, "id": letter_id}
     links = variables.get("links")

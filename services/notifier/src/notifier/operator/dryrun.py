@@ -82,7 +82,9 @@ async def _planned(
     eff = (await settings_service.effective(session, [spec.name]))[spec.name]
     tz = recipient_zone(p.context)
     before = send_at(p.triggered_at, spec.timing(eff.params), tz=tz, quiet=None, not_before=now)
-    preview, error = ctx.try_render(spec, p.locale, p.context)
+    preview, error, message = None, None, p.context.get("message")
+    if spec.rendered:
+        preview, error = ctx.try_render(spec, p.locale, p.context)
     cancelled = p.status == LetterStatus.cancelled
     return PlannedLetter(
         letter=p.letter,
@@ -98,6 +100,7 @@ async def _planned(
         reason=p.cancel_reason,
         preview=preview,
         render_error=error,
+        message=message,
     )
 
 
@@ -147,6 +150,7 @@ async def preview(
 ) -> PreviewResult:
     """Render a letter for a client's current data (or only the given context) and locale."""
     spec = _preview_spec(letter)
+    ctx.require_templates(spec)
     base: dict[str, Any] = {}
     locale = req.locale or "en"
     if req.client_id is not None:
@@ -155,6 +159,7 @@ async def preview(
             enricher, spec, client_id=req.client_id, contract_id=req.contract_id, now=now
         )
         base = ctx.context_for(spec, facts, eff.params, config)
+        assert facts.client is not None  # templated letters need the client
         locale = req.locale or facts.client.locale
     context = ctx.merge(base, req.context_overrides)
     rendered = ctx.render(spec, locale, context, letter_id=None)

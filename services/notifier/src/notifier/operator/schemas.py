@@ -195,7 +195,20 @@ class SendRequest(NoNulModel):
         description="Skip the letter's condition (admin bypass). Suppressions still apply.",
     )
     context_overrides: dict[str, Any] | None = Field(
-        None, description="Values merged over the enriched context before rendering."
+        None,
+        description=(
+            "Values merged over the enriched context before rendering (for an integration "
+            "letter, over its context with its gateway `message`)."
+        ),
+    )
+    event_payload: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "The payload of the letter's triggering event type, for letters built from their "
+            "event's data (required by the integration letters: newsletter, CRM, license "
+            'usage; e.g. `{"email": "a@example.com", "group": "nda"}` for '
+            "NewsletterGroupSubscribe). Validated like an event of that type."
+        ),
     )
 
 
@@ -231,6 +244,13 @@ class PlannedLetter(BaseModel):
     reason: str | None = Field(None, description="Why it would not be scheduled.")
     preview: Rendered | None = None
     render_error: str | None = None
+    message: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "An integration letter's gateway message (action, recipients, lists, campaign, "
+            "properties): it has no templates, so no preview."
+        ),
+    )
 
 
 class CancelledLetter(BaseModel):

@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifier.letters import settings_service
 from notifier.letters.catalog import AnySpec, Facts, LetterParams
 from notifier.letters.definitions import LETTERS
-from notifier.letters.service import Enricher, PlanConfig
+from notifier.letters.service import (
+    Enricher,
+    PlanConfig,
+    addressees,
+    event_locale,
+    outbound_message,
+)
 from notifier.letters.settings_service import EffectiveSettings
 from notifier.models import Letter, LetterOrigin, LetterStatus
 from notifier.operator import context as ctx
@@ -125,28 +131,42 @@ async def manual_send(
 ) -> SendResult:
     spec = _catalog_spec(req.letter)
     eff = await _switched_on(session, spec)
+    event = None
+    if req.event_payload is not None:
+        event = ctx.operator_event(
+            spec, client_id=req.client_id, payload=req.event_payload, now=now
+        )
+    elif not spec.rendered:
+        raise Unprocessable(
+            f"{spec.name} is built from its {spec.triggers[0].event_type} event: give that "
+            "event's payload as event_payload",
+            errors=[{"loc": "body.event_payload", "msg": "required", "type": "missing"}],
+        )
     facts = await ctx.facts_for(
-        enricher, spec, client_id=req.client_id, contract_id=req.contract_id, now=now
+        enricher, spec, client_id=req.client_id, contract_id=req.contract_id, now=now, event=event
     )
     condition = evaluate_condition(spec, facts, eff.params)
     if not condition.passed:
         if not req.bypass_conditions:
             raise Conflict(f"condition not met: {condition.reason} (bypass_conditions to force)")
         condition = condition.model_copy(update={"bypassed": True})
-    context = ctx.merge(
-        ctx.context_for(spec, facts, eff.params, config), req.context_overrides or {}
-    )
-    context["operator"] = {"by": by, "bypass_conditions": req.bypass_conditions}
-    locale = facts.client.locale
-    ctx.render(spec, locale, context, letter_id=None)
+    base = ctx.context_for(spec, facts, eff.params, config)
+    locale = facts.client.locale if facts.client is not None else event_locale(facts.event)
     created: list[Letter] = []
     cid = req.contract_id or (facts.contract.id if facts.contract else None)
-    for address in dict.fromkeys(facts.client.emails):
+    for to in addressees(spec, facts, eff.params):
+        context = base
+        if not spec.rendered:
+            context = {**base, "message": outbound_message(spec, facts, eff.params, to)}
+        context = ctx.merge(context, req.context_overrides or {})
+        context["operator"] = {"by": by, "bypass_conditions": req.bypass_conditions}
+        if spec.rendered:
+            ctx.render(spec, locale, context, letter_id=None)
         row = _row(
             spec,
             client_id=req.client_id,
             contract_id=cid,
-            recipient=address,
+            recipient=to.address,
             locale=locale,
             context=context,
             origin=LetterOrigin.manual,
@@ -184,6 +204,11 @@ async def resend(
     spec = _catalog_spec(original.letter)
     eff = await _switched_on(session, spec)
     context = dict(original.context or {})
+    if fresh and not spec.rendered:
+        raise Unprocessable(
+            f"{spec.name} is an integration letter: it is resent with its stored message "
+            "(fresh re-fetches the data of templated letters)"
+        )
     if fresh:
         facts = await ctx.facts_for(
             enricher,
@@ -196,7 +221,8 @@ async def resend(
         rebuilt["event"] = context.get("event", rebuilt["event"])  # keep what triggered it
         context = rebuilt
     context["operator"] = {"by": by, "resend_of": letter_id, "fresh": fresh}
-    ctx.render(spec, original.locale, context, letter_id=None)
+    if spec.rendered:
+        ctx.render(spec, original.locale, context, letter_id=None)
     row = _row(
         spec,
         client_id=original.client_id,

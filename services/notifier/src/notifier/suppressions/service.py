@@ -7,6 +7,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notifier.letters.catalog import ACTION_CHANNELS
 from notifier.models import ALL_SCOPES, Letter, SuppressionReason, SuppressionSource
 from notifier.suppressions import repository
 from notifier.suppressions.repository import NewSuppression
@@ -28,7 +29,12 @@ def normalize(address: str) -> str:
 
 
 def scopes_for(letter: Addressed) -> tuple[str, ...]:
-    """A letter is stopped by a suppression in scope ``*``, its channel, or its letter name."""
+    """A letter is stopped by a suppression in scope ``*``, its channel, or its letter name;
+    an action on a person's record (a newsletter (un)subscription, a CRM update) by none: an
+    unsubscribed or bounced address must still be unsubscribed, moved or marked as spam (the
+    gateway's rule too)."""
+    if letter.channel in ACTION_CHANNELS:
+        return ()
     return (ALL_SCOPES, letter.channel, letter.letter)
 
 
