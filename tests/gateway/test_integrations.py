@@ -97,6 +97,31 @@ class TestSwitches:
         await client.post("/v1/providers/counting:replay", headers=admin)
         assert counting.calls == 1
 
+    async def test_replayed_messages_are_in_the_status_feed_with_their_result(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        admin: dict[str, str],
+        counting: CountingProvider,
+    ) -> None:
+        """The sender recorded them `skipped: disabled`; the feed tells it what the replay made
+        of them (decision 0098). Messages never skipped are not in it."""
+        await send(client, writer, "sent-before", email("early@example.com"))
+        await switch(client, admin, "counting", enabled=False)
+        for key in ("k1", "k2"):
+            await send(client, writer, key, email(f"{key}@example.com"))
+        await switch(client, admin, "counting", enabled=True)
+        counting.outcome = "permanent"
+        await client.post("/v1/providers/counting:replay", headers=admin)
+        r = await client.get("/v1/status-changes", headers=admin)
+        assert r.status_code == 200, r.text
+        items = r.json()["items"]
+        assert sorted(i["idempotency_key"] for i in items) == ["k1", "k2"]
+        for item in items:
+            assert (item["event"], item["status"]) == ("replayed", "permanent_error")
+            assert item["provider"] == "counting"
+            assert item["code"]
+
     async def test_switch_changes_are_audited_with_the_token_name(
         self, client: httpx.AsyncClient, admin: dict[str, str], writer: dict[str, str]
     ) -> None:

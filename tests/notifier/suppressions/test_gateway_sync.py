@@ -23,7 +23,7 @@ from notifier.models import (
 )
 from notifier.settings import NotifierSettings
 from notifier.suppressions import repository, tasks
-from notifier.suppressions.feed import GatewayFeeds
+from notifier.suppressions.feed import GatewayFeeds, RemoteStatusChange
 from notifier.suppressions.repository import NewSuppression
 from notifier.suppressions.tasks import SyncConfig
 from notifier.worker import sync_suppressions
@@ -245,6 +245,132 @@ class TestDeliveryStatusSync:
         assert body["delivery_status"] == "delivered"
         last = body["timeline"][-1]
         assert (last["kind"], last["summary"]) == ("provider", "provider reported delivered")
+
+
+async def admin_headers(database_url: str) -> dict[str, str]:
+    token = await create_token(database_url, name="ops", scopes=["admin"])
+    return {"Authorization": f"Bearer {token}"}
+
+
+class TestReplay:
+    """An integration switched off at the gateway answers `skipped: disabled`; its replay sends
+    the messages, and the status feed brings the letters' new state (decision 0098)."""
+
+    async def _switch(self, world: World, admin: dict[str, str], *, enabled: bool) -> None:
+        r = await world.http.put(
+            f"{GATEWAY}/v1/providers/log/switch",
+            json={"enabled": enabled, "reason": "test"},
+            headers=admin,
+        )
+        assert r.status_code == 200, r.text
+
+    async def test_replayed_letters_become_sent_with_a_replayed_attempt(
+        self, world: World, database_url: str
+    ) -> None:
+        admin = await admin_headers(database_url)
+        await self._switch(world, admin, enabled=False)
+        activated = event_body(
+            "client.activated",
+            client_id=CLIENT,
+            payload={"payment_type": "prepaid"},
+            occurred_at=START,
+        )
+        assert await world.engine.handle(activated) == "processed"
+        letters = await world.engine.letters(letter="ActivateClientNotice")
+        assert letters
+        assert {(x.status, x.skip_reason) for x in letters} == {(LetterStatus.skipped, "disabled")}
+        assert await world.sync() == (0, 0)  # nothing replayed yet
+
+        await self._switch(world, admin, enabled=True)
+        r = await world.http.post(f"{GATEWAY}/v1/providers/log:replay", headers=admin)
+        assert r.status_code == 200, r.text
+        assert await world.sync() == (0, len(letters))
+        for letter in letters:
+            [seen] = await world.engine.letters(id=letter.id)
+            assert seen.status == LetterStatus.sent
+            assert seen.skip_reason is None
+            assert seen.sent_at is not None
+            assert seen.provider_message_id
+            attempts = await world.engine.attempts(letter.id)
+            assert [(a.outcome.value, a.code) for a in attempts] == [
+                ("skipped", "disabled"),
+                ("ok", "replayed"),
+            ]
+            assert attempts[-1].try_number == 2
+        assert await world.sync() == (0, 0)  # the overlap re-reads them: nothing moves twice
+
+    async def test_a_letter_resent_meanwhile_is_left_alone(
+        self, world: World, database_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        admin = await admin_headers(database_url)
+        await self._switch(world, admin, enabled=False)
+        activated = event_body(
+            "client.activated",
+            client_id=CLIENT,
+            payload={"payment_type": "prepaid"},
+            occurred_at=START,
+        )
+        assert await world.engine.handle(activated) == "processed"
+        [letter, *_] = await world.engine.letters(letter="ActivateClientNotice")
+        async with sessionmaker.begin() as s:  # an operator cancelled the skipped letter's retry
+            row = await s.get(Letter, letter.id)
+            assert row is not None
+            row.skip_reason = "operator"
+        await self._switch(world, admin, enabled=True)
+        await world.http.post(f"{GATEWAY}/v1/providers/log:replay", headers=admin)
+        await world.sync()
+        [seen] = await world.engine.letters(id=letter.id)
+        assert (seen.status, seen.skip_reason) == (LetterStatus.skipped, "operator")
+
+    @pytest.mark.parametrize(
+        ("status", "letter_status", "outcome", "error"),
+        [
+            ("permanent_error", LetterStatus.failed, "permanent", "http_4xx: rejected"),
+            ("transient_error", LetterStatus.scheduled, "transient", "http_4xx: rejected"),
+            ("skipped", LetterStatus.skipped, "skipped", None),
+        ],
+    )
+    async def test_a_replay_that_did_not_send_is_recorded_as_such(
+        self,
+        world: World,
+        database_url: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        status: str,
+        letter_status: LetterStatus,
+        outcome: str,
+        error: str | None,
+    ) -> None:
+        admin = await admin_headers(database_url)
+        await self._switch(world, admin, enabled=False)
+        activated = event_body(
+            "client.activated",
+            client_id=CLIENT,
+            payload={"payment_type": "prepaid"},
+            occurred_at=START,
+        )
+        assert await world.engine.handle(activated) == "processed"
+        [letter, *_] = await world.engine.letters(letter="ActivateClientNotice")
+        item = RemoteStatusChange(
+            received_at=START,
+            idempotency_key=f"letter-{letter.id}",
+            status=status,
+            event="replayed",
+            provider="log",
+            code="http_4xx" if status != "skipped" else "suppressed",
+            reason="rejected",
+        )
+        async with sessionmaker.begin() as s:
+            assert await tasks.apply_status_changes(s, [item]) == 1
+        async with sessionmaker.begin() as s:  # applied twice: nothing moves again
+            assert await tasks.apply_status_changes(s, [item]) == 0
+        [seen] = await world.engine.letters(id=letter.id)
+        assert seen.status == letter_status
+        assert seen.last_error == error
+        if letter_status == LetterStatus.skipped:
+            assert seen.skip_reason == "suppressed"
+        attempts = await world.engine.attempts(letter.id)
+        assert (attempts[-1].outcome.value, attempts[-1].try_number) == (outcome, 2)
+        assert attempts[-1].code == f"replayed: {item.code}"
 
 
 class TestCron:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from notifier_common.pagination import newest_first
@@ -23,11 +23,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.dialects.postgresql import UUID as PGUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.models import MessageRecord, MessageStatus
+from gateway.models import MessageRecord, MessageStatus, ProviderEvent
 
 M = MessageRecord
 
@@ -334,3 +334,44 @@ async def screening(
         else:
             out.suppressed.add((key, scope))
     return out
+
+
+#: the provider event type of a message sent by a replay after it was ``skipped: disabled``
+REPLAYED = "replayed"
+
+
+class _ReplayedResult(Protocol):
+    @property
+    def message_id(self) -> uuid.UUID | None: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def provider_message_id(self) -> str | None: ...
+    @property
+    def outcome(self) -> Any: ...
+    @property
+    def code(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+async def record_replays(
+    session: AsyncSession, results: Sequence[_ReplayedResult], *, at: datetime
+) -> None:
+    """One ``replayed`` provider event per replayed message (the status-changes feed)."""
+    await session.execute(
+        insert(ProviderEvent),
+        [
+            {
+                "provider": r.provider or "",
+                "type": REPLAYED,
+                "message_id": r.message_id,
+                "provider_message_id": r.provider_message_id,
+                "reason": r.reason,
+                "payload": {"outcome": str(r.outcome), "code": r.code},
+                "occurred_at": at,
+                "received_at": at,
+            }
+            for r in results
+        ],
+    )

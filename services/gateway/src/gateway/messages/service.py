@@ -428,8 +428,26 @@ class MessageService:
                 pending, disabled=disabled, suppressed=suppressed
             )
             outcomes.update(r.result.outcome.value for r in results.values())
+            await self._record_replays([r.result for r in results.values()])
             if provider in disabled:  # switched off again meanwhile: stop, nothing is lost
                 return outcomes
+
+
+    async def _record_replays(self, results: Sequence[SendResultOut]) -> None:
+        """A ``replayed`` provider event per replayed message that left ``skipped: disabled``,
+        so the status-changes feed tells the sender (the notifier's letter was recorded
+        ``skipped``, and is now sent, failed or due again)."""
+        moved = [
+            r
+            for r in results
+            if r.message_id is not None
+            and not (r.outcome is Outcome.skipped and r.code == "disabled")
+        ]
+        if not moved:
+            return
+        now = datetime.now(UTC)
+        async with session_scope(self.sessionmaker) as session:
+            await repository.record_replays(session, moved, at=now)
 
 
 def _stored(p: Pending, r: SendResult, now: datetime) -> repository.StoredResult:

@@ -11,6 +11,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.messages.repository import REPLAYED
 from gateway.models import MessageRecord, MessageStatus, ProviderEvent, Suppression
 
 
@@ -90,6 +91,11 @@ class StatusChangeRow:
     idempotency_key: str
     status: MessageStatus
     status_changed_at: datetime | None
+    event: str
+    provider: str | None
+    provider_message_id: str | None
+    code: str | None
+    reason: str | None
 
 
 FINAL_DELIVERY = (MessageStatus.delivered, MessageStatus.bounced, MessageStatus.complained)
@@ -102,13 +108,35 @@ async def status_changes(
     after: tuple[datetime, int] | None,
     limit: int,
 ) -> list[StatusChangeRow]:
-    """Webhook events that moved a message, oldest first on (received_at, id), with the message's
-    current status (a later event for the same message shows the same, newest, status)."""
+    """Events that moved a message, oldest first on (received_at, id), with the message's
+    current status (a later event for the same message shows the same, newest, status):
+    webhooks that made it delivered / bounced / complained, and replays of messages that were
+    ``skipped: disabled`` (any status)."""
     e, m = ProviderEvent, MessageRecord
     stmt = (
-        select(e.id, e.received_at, m.id, m.idempotency_key, m.status, m.status_changed_at)
+        select(
+            e.id,
+            e.received_at,
+            m.id,
+            m.idempotency_key,
+            m.status,
+            m.status_changed_at,
+            e.type,
+            m.provider,
+            m.provider_message_id,
+            m.code,
+            m.reason,
+        )
         .join(m, m.id == e.message_id)
-        .where(e.type.in_(["delivered", "bounced", "complained"]), m.status.in_(FINAL_DELIVERY))
+        .where(
+            or_(
+                and_(
+                    e.type.in_(["delivered", "bounced", "complained"]),
+                    m.status.in_(FINAL_DELIVERY),
+                ),
+                e.type == REPLAYED,
+            )
+        )
     )
     if since is not None:
         stmt = stmt.where(e.received_at >= since)

@@ -30,8 +30,21 @@ class StatusChangeOut(BaseModel):
     received_at: datetime
     message_id: uuid.UUID
     idempotency_key: str
-    status: str = Field(description="The message's current status: delivered|bounced|complained")
+    status: str = Field(
+        description=(
+            "The message's current status: delivered|bounced|complained after a webhook; after "
+            "a replay (`event` = replayed) also accepted|permanent_error|transient_error|skipped"
+        )
+    )
     status_changed_at: datetime | None
+    event: str = Field(
+        description="What moved it: the webhook's delivered|bounced|complained, or `replayed` "
+        "(sent by `POST /v1/providers/{name}:replay` after it was answered `skipped: disabled`)."
+    )
+    provider: str | None = None
+    provider_message_id: str | None = None
+    code: str | None = Field(None, description="The message's current code (e.g. a failure's).")
+    reason: str | None = None
 
 
 class StatusChangePage(BaseModel):

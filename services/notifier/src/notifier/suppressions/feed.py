@@ -37,6 +37,11 @@ class RemoteStatusChange(BaseModel):
     idempotency_key: str
     status: str
     status_changed_at: datetime | None = None
+    event: str | None = None  # delivered|bounced|complained|replayed (None: an older gateway)
+    provider: str | None = None
+    provider_message_id: str | None = None
+    code: str | None = None
+    reason: str | None = None
 
 
 class _Page(BaseModel):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -121,3 +121,75 @@ async def set_delivery_status(session: AsyncSession, changes: Sequence[StatusCha
         for c in newest.values()
     ]
     await session.execute(stmt, params)
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """A message the gateway sent by a replay after answering it ``skipped: disabled``: what
+    its letter becomes (``status``), and the attempt that records it."""
+
+    letter_id: int
+    status: str  # sent | failed | scheduled | skipped
+    outcome: str  # ok | permanent | transient | skipped
+    at: datetime
+    provider: str | None
+    provider_message_id: str | None
+    code: str | None
+    error: str | None
+
+
+_REFLECT_REPLAYS_SQL = """
+WITH r AS (
+    SELECT * FROM unnest(CAST(:id AS bigint[]), CAST(:status AS text[]),
+        CAST(:outcome AS text[]), CAST(:at AS timestamptz[]), CAST(:provider AS text[]),
+        CAST(:pmid AS text[]), CAST(:code AS text[]), CAST(:error AS text[]))
+        AS r(id, status, outcome, at, provider, pmid, code, error)
+), moved AS (
+    UPDATE notifier.letters AS l
+    SET status = r.status,
+        sent_at = CASE WHEN r.status = 'sent' THEN r.at ELSE l.sent_at END,
+        send_at = CASE WHEN r.status = 'scheduled' THEN now() ELSE l.send_at END,
+        provider_message_id = COALESCE(r.pmid, l.provider_message_id),
+        last_error = CASE WHEN r.status IN ('failed', 'scheduled') THEN r.error
+                          ELSE l.last_error END,
+        skip_reason = CASE WHEN r.status = 'skipped' THEN r.code ELSE NULL END,
+        attempts = l.attempts + 1,
+        updated_at = now()
+    FROM r
+    WHERE l.id = r.id AND l.status = 'skipped' AND l.skip_reason = 'disabled'
+    RETURNING l.id, l.attempts, r.outcome, r.code, r.error, r.provider, r.pmid
+)
+INSERT INTO notifier.attempts (letter_id, try_number, outcome, code, error, provider,
+    provider_message_id, created_at)
+SELECT id, attempts, outcome, 'replayed' || COALESCE(': ' || code, ''), error, provider, pmid,
+    now()
+FROM moved
+RETURNING letter_id
+"""
+
+
+async def reflect_replays(session: AsyncSession, replays: Sequence[Replayed]) -> list[int]:
+    """Move letters recorded ``skipped`` (``disabled``) to what the gateway's replay made of
+    them, with an attempt each; a letter no longer in that state (applied before, resent,
+    …) is left alone. One statement; the ids of the letters moved."""
+    if not replays:
+        return []
+    newest: dict[int, Replayed] = {}
+    for r in replays:
+        if r.letter_id not in newest or newest[r.letter_id].at <= r.at:
+            newest[r.letter_id] = r
+    rows = list(newest.values())
+    result = await session.execute(
+        text(_REFLECT_REPLAYS_SQL),
+        {
+            "id": [r.letter_id for r in rows],
+            "status": [r.status for r in rows],
+            "outcome": [r.outcome for r in rows],
+            "at": [r.at for r in rows],
+            "provider": [r.provider for r in rows],
+            "pmid": [r.provider_message_id for r in rows],
+            "code": [r.code for r in rows],
+            "error": [r.error for r in rows],
+        },
+    )
+    return list(result.scalars())

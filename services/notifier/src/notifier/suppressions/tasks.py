@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from notifier.models import SuppressionReason, SuppressionSource
 from notifier.suppressions import repository
 from notifier.suppressions.feed import GatewayFeeds, RemoteStatusChange, RemoteSuppression
-from notifier.suppressions.repository import NewSuppression, StatusChange
+from notifier.suppressions.repository import NewSuppression, Replayed, StatusChange
 
 log = get_logger("notifier.suppressions.sync")
 
@@ -108,14 +108,57 @@ def letter_id_of(idempotency_key: str) -> int | None:
     return int(rest) if prefix == "letter" and rest.isascii() and rest.isdigit() else None
 
 
+#: a replayed message's current status -> (its letter's status, the attempt's outcome)
+_REPLAYED_AS = {
+    "accepted": ("sent", "ok"),
+    "delivered": ("sent", "ok"),
+    "bounced": ("sent", "ok"),
+    "complained": ("sent", "ok"),
+    "permanent_error": ("failed", "permanent"),
+    "transient_error": ("scheduled", "transient"),
+    "skipped": ("skipped", "skipped"),
+}
+
+
 async def apply_status_changes(session: AsyncSession, items: Sequence[RemoteStatusChange]) -> int:
     changes = [
         StatusChange(letter_id, i.status, i.status_changed_at or i.received_at)
         for i in items
         if i.status in DELIVERY_STATUSES and (letter_id := letter_id_of(i.idempotency_key))
     ]
+    replays = [
+        replayed(letter_id, i)
+        for i in items
+        if i.event == REPLAYED
+        and i.status in _REPLAYED_AS
+        and (letter_id := letter_id_of(i.idempotency_key))
+    ]
+    # a replay first: a letter sent by it may be delivered (or bounced) in the same page
+    moved = await repository.reflect_replays(session, replays)
+    if moved:
+        log.info("letters.replayed_by_gateway", letters=len(moved))
     await repository.set_delivery_status(session, changes)
-    return len(changes)
+    return len(changes) + len(moved)
+
+
+REPLAYED = "replayed"
+
+
+def replayed(letter_id: int, item: RemoteStatusChange) -> Replayed:
+    status, outcome = _REPLAYED_AS[item.status]
+    error = None
+    if status in ("failed", "scheduled"):
+        error = f"{item.code}: {item.reason}" if item.code or item.reason else item.status
+    return Replayed(
+        letter_id=letter_id,
+        status=status,
+        outcome=outcome,
+        at=item.status_changed_at or item.received_at,
+        provider=item.provider,
+        provider_message_id=item.provider_message_id,
+        code=item.code if status != "sent" else None,
+        error=error[:2000] if error else None,
+    )
 
 
 async def sync_suppressions(
