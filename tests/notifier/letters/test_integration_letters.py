@@ -3,10 +3,12 @@ event in -> letter with its gateway message -> sent as that message (no template
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from notifier.letters import repository
 from notifier.letters.catalog import (
     Addressee,
     Catalog,
@@ -256,6 +258,7 @@ class TestCatalogChecks:
             "CrmSpamReport",
             "LicenseUsageNotice",
             "LicenseFullNotice",
+            "LicenseWeeklyDigest",
         }
 
     @pytest.mark.parametrize(
@@ -312,3 +315,137 @@ class TestCatalogChecks:
         )
         found = addressees(spec, None, LetterParams())  # type: ignore[arg-type]
         assert [a.name for a in found] == ["first"]
+
+
+ADMIN = "ecu-5"
+
+
+def admin_event(kind: str, *, at: datetime = START) -> dict[str, Any]:
+    return event_body(
+        f"license.admin_{kind}",
+        client_id=ADMIN,
+        payload={"email": "admin@acme.example", "enterprise_customer_id": "client-1"},
+        occurred_at=at,
+    )
+
+
+class TestWeeklyDigest:
+    """Seed 002: weekly after the 7th day of the admin's activation, until deactivated."""
+
+    async def _drain_at(self, engine: Engine, at: datetime) -> None:
+        engine.clock.set(at)
+        await engine.sender.drain(now=at)
+
+    async def test_first_after_7_days_then_weekly_on_the_same_time(
+        self, letter_engine: Engine, gateway: RecordingGateway
+    ) -> None:
+        assert await letter_engine.handle(admin_event("activated")) == "processed"
+        [first] = await letter_engine.letters(letter="LicenseWeeklyDigest")
+        assert first.status == LetterStatus.scheduled
+        assert first.send_at == START + timedelta(days=7)
+        await self._drain_at(letter_engine, START + timedelta(days=7))
+        [item] = gateway.sent_for("LicenseWeeklyDigest")
+        assert message_of(item)["template_ref"] == "license-weekly-digest"
+        assert message_of(item)["to"][0]["external_id"] == "admin@acme.example"
+        first_done, second = await letter_engine.letters(letter="LicenseWeeklyDigest")
+        assert first_done.status == LetterStatus.sent
+        assert (second.status, second.origin.value) == (LetterStatus.scheduled, "repeat")
+        assert second.send_at == START + timedelta(days=14)
+        assert second.expires_at == START + timedelta(days=15)
+        assert second.context["repeat"] == {"of": first.id, "occurrence": 2}
+        assert second.context["message"] == first.context["message"]
+        await self._drain_at(letter_engine, START + timedelta(days=14))
+        letters = await letter_engine.letters(letter="LicenseWeeklyDigest")
+        assert [x.status for x in letters] == [
+            LetterStatus.sent,
+            LetterStatus.sent,
+            LetterStatus.scheduled,
+        ]
+        assert letters[2].send_at == START + timedelta(days=21)
+        assert letters[2].context["repeat"]["occurrence"] == 3
+        assert len(gateway.sent_for("LicenseWeeklyDigest")) == 2
+
+    async def test_deactivation_cancels_the_pending_one_and_ends_the_series(
+        self, letter_engine: Engine, gateway: RecordingGateway
+    ) -> None:
+        assert await letter_engine.handle(admin_event("activated")) == "processed"
+        await self._drain_at(letter_engine, START + timedelta(days=7))
+        later = START + timedelta(days=9)
+        assert await letter_engine.handle(admin_event("deactivated", at=later)) == "processed"
+        letters = await letter_engine.letters(letter="LicenseWeeklyDigest")
+        assert [x.status for x in letters] == [LetterStatus.sent, LetterStatus.cancelled]
+        await self._drain_at(letter_engine, START + timedelta(days=30))
+        assert len(await letter_engine.letters(letter="LicenseWeeklyDigest")) == 2
+        assert len(gateway.sent_for("LicenseWeeklyDigest")) == 1
+
+    async def test_an_occurrence_written_after_a_cancel_committed_is_cancelled_when_due(
+        self, letter_engine: Engine, gateway: RecordingGateway
+    ) -> None:
+        """The race: the next occurrence is written by the drain without the client's lock,
+        so a deactivation committing meanwhile does not see it; its remembered cancellation
+        stops it when it is due."""
+        assert await letter_engine.handle(admin_event("activated")) == "processed"
+        await self._drain_at(letter_engine, START + timedelta(days=7))
+        deactivated = admin_event("deactivated", at=START + timedelta(days=8))
+        async with letter_engine.sessionmaker.begin() as session:  # only the remembered row
+            await repository.record_cancellations(
+                session,
+                [
+                    {
+                        "letter": "LicenseWeeklyDigest",
+                        "subject": f"client:{ADMIN}",
+                        "occurred_at": START + timedelta(days=8),
+                        "event_id": uuid.UUID(deactivated["id"]),
+                        "event_type": "license.admin_deactivated",
+                    }
+                ],
+            )
+        await self._drain_at(letter_engine, START + timedelta(days=14))
+        letters = await letter_engine.letters(letter="LicenseWeeklyDigest")
+        assert [x.status for x in letters] == [LetterStatus.sent, LetterStatus.cancelled]
+        assert "license.admin_deactivated" in (letters[1].cancel_reason or "")
+        assert len(gateway.sent_for("LicenseWeeklyDigest")) == 1
+
+    async def test_a_failed_occurrence_keeps_the_series_and_a_long_outage_skips_weeks(
+        self, letter_engine: Engine, gateway: RecordingGateway
+    ) -> None:
+        gateway.outcome_for["LicenseWeeklyDigest"] = "permanent_error"
+        assert await letter_engine.handle(admin_event("activated")) == "processed"
+        # the drain was down: the first digest is claimed 23 days late (its expiry is 1 day)
+        await self._drain_at(letter_engine, START + timedelta(days=30))
+        first, second = await letter_engine.letters(letter="LicenseWeeklyDigest")
+        assert first.status == LetterStatus.expired
+        assert second.send_at == START + timedelta(days=35)  # on the weekly grid, not past
+        await self._drain_at(letter_engine, START + timedelta(days=35))
+        letters = await letter_engine.letters(letter="LicenseWeeklyDigest")
+        assert [x.status for x in letters] == [
+            LetterStatus.expired,
+            LetterStatus.failed,
+            LetterStatus.scheduled,
+        ]
+
+    async def test_a_re_activation_starts_a_new_series(self, letter_engine: Engine) -> None:
+        assert await letter_engine.handle(admin_event("activated")) == "processed"
+        day = START + timedelta(days=1)
+        assert await letter_engine.handle(admin_event("deactivated", at=day)) == "processed"
+        again = START + timedelta(days=2)
+        assert await letter_engine.handle(admin_event("activated", at=again)) == "processed"
+        letters = await letter_engine.letters(letter="LicenseWeeklyDigest")
+        assert [(x.status, x.send_at) for x in letters] == [
+            (LetterStatus.cancelled, START + timedelta(days=7)),
+            (LetterStatus.scheduled, again + timedelta(days=7)),
+        ]
+
+    def test_a_repeating_letter_without_cancelling_events_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="a repeating letter needs cancelled_by"):
+            Catalog(
+                [
+                    LetterSpec(
+                        name="X",
+                        params=LetterParams,
+                        triggers=(Trigger("client.activated"),),
+                        timing=lambda _p: Immediately(),
+                        repeat=lambda _p: timedelta(days=7),
+                    )
+                ]
+            )

@@ -20,7 +20,8 @@ SM = async_sessionmaker[AsyncSession]
 # Where a duration of 0 makes no sense (an expiry of 0 expires every letter at once). A new
 # duration parameter fails test_every_duration_param_is_known until it is listed here or below.
 ZERO_REFUSED = {"expires_after"}
-ZERO_ALLOWED = {"delay", "min_interval"}  # delay 0 = at once; min_interval 0 = no cap
+# delay / first_after 0 = at once; min_interval 0 = no cap; every 0 = no repeat
+ZERO_ALLOWED = {"delay", "min_interval", "first_after", "every"}
 
 
 def _is_duration(prop: dict[str, Any]) -> bool:

@@ -13,7 +13,7 @@ class TestLetterConfig:
         r = await client.get("/v1/config/letters", headers=reader)
         assert r.status_code == 200, r.text
         by_name = {item["name"]: item for item in r.json()}
-        assert len(by_name) == 21  # the 13 corp letters + 8 integration letters
+        assert len(by_name) == 22  # the 13 corp letters + 9 integration letters
         low = by_name["LowBalanceNotice"]
         assert low["enabled"] is True
         assert low["overrides"] == {}

@@ -184,6 +184,25 @@ class LicenseAllocationChanged(Envelope):
     payload: LicenseAllocationPayload
 
 
+class LicenseAdminPayload(Payload):
+    """``client_id`` is the admin's enterprise-customer-user id (one per enterprise the user
+    administers, seed 002)."""
+
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    enterprise_customer_id: str = Field(min_length=1, max_length=100)
+    name: str | None = Field(None, max_length=200)
+
+
+class LicenseAdminActivated(Envelope):
+    type: Literal["license.admin_activated"]
+    payload: LicenseAdminPayload
+
+
+class LicenseAdminDeactivated(Envelope):
+    type: Literal["license.admin_deactivated"]
+    payload: LicenseAdminPayload
+
+
 AnyEvent = Annotated[
     ContractCreated
     | ContractClosed
@@ -198,7 +217,9 @@ AnyEvent = Annotated[
     | UserMarkedSpam
     | UserJoinedGroup
     | UserLeftGroup
-    | LicenseAllocationChanged,
+    | LicenseAllocationChanged
+    | LicenseAdminActivated
+    | LicenseAdminDeactivated,
     Field(discriminator="type"),
 ]
 

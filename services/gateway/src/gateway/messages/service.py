@@ -432,7 +432,6 @@ class MessageService:
             if provider in disabled:  # switched off again meanwhile: stop, nothing is lost
                 return outcomes
 
-
     async def _record_replays(self, results: Sequence[SendResultOut]) -> None:
         """A ``replayed`` provider event per replayed message that left ``skipped: disabled``,
         so the status-changes feed tells the sender (the notifier's letter was recorded

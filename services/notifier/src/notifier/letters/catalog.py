@@ -178,6 +178,9 @@ class LetterSpec(Generic[P]):
     frequency: Crossing[P] | None = None
     sequence: str | None = None  # letters sharing a trigger at offsets (onboarding, reminders)
     outbound: Outbound[P] | None = None  # composed by the provider, not by our templates
+    #: a series: when an occurrence ends (sent, failed, skipped, expired; not cancelled) the
+    #: next one is scheduled this long after its due time, until a ``cancelled_by`` event
+    repeat: Callable[[P], timedelta | None] | None = None
     description: str = ""
 
     @property
@@ -217,6 +220,8 @@ def _check(spec: AnySpec, specs: Mapping[str, AnySpec]) -> None:
         raise ValueError(f"letter {spec.name!r}: an e-mail letter needs the client enrichment")
     if outbound is not None and outbound.recipients is None and "client" not in spec.enrichments:
         raise ValueError(f"letter {spec.name!r}: no recipients without the client enrichment")
+    if spec.repeat is not None and not spec.cancelled_by:
+        raise ValueError(f"letter {spec.name!r}: a repeating letter needs cancelled_by")
     if outbound is not None and outbound.external_id_from not in (None, *specs):
         raise ValueError(
             f"letter {spec.name!r}: external_id_from names unknown letter "

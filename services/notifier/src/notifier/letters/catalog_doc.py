@@ -37,6 +37,11 @@ message (action, recipient, lists, campaign, properties) is decided with the let
 its context as `message` (the dry run shows it). Suppressions do not stop `newsletter` and `crm`
 actions (an unsubscribed address must still be unsubscribed or marked as spam).
 
+A repeating letter is a series: when an occurrence ends (sent, failed, skipped or expired) the
+next one is scheduled one interval after its due time (origin `repeat`), until one of its
+cancelling events; an occurrence whose cancelling event came while it was being written is
+cancelled when due (docs/decisions/0099).
+
 | letter | channel | trigger | when | cancelled by | rule |
 |---|---|---|---|---|---|
 """
@@ -84,6 +89,10 @@ def _rule(spec: AnySpec) -> str:
         parts.append("deduplicated per subject")
     if spec.sequence:
         parts.append(f"sequence `{spec.sequence}`")
+    if spec.repeat is not None:
+        every = spec.repeat(spec.default_params())
+        if every is not None:
+            parts.append(f"repeats every {_duration(every)} until cancelled")
     source = spec.outbound.external_id_from if spec.outbound is not None else None
     if source:
         parts.append(f"recipient's id: the provider id of the last sent {source}")

@@ -80,6 +80,7 @@ class Result:
     code: str | None = None
     error: str | None = None
     skip_reason: str | None = None
+    cancel_reason: str | None = None
     status_code: int | None = None
     duration_ms: int | None = None
 
@@ -94,6 +95,15 @@ class _Lookups:
     #: ``{letter id: ProviderId}`` of outbound letters whose recipient's ``external_id`` is
     #: an earlier letter's provider id (``Outbound.external_id_from``)
     external: dict[int, repository.ProviderId] = field(default_factory=dict)
+    #: ``{letter id: cancel reason}`` of occurrences of a series whose cancelling event was
+    #: remembered after the occurrence was scheduled (see ``LetterSender._series_ended``)
+    ended: dict[int, str] = field(default_factory=dict)
+
+
+#: an occurrence of a series that ended so schedules the next one (a cancelled one ends it)
+SERIES_GOES_ON = frozenset(
+    {LetterStatus.sent, LetterStatus.failed, LetterStatus.skipped, LetterStatus.expired}
+)
 
 
 @dataclass
@@ -105,6 +115,7 @@ class BatchReport:
     skipped: int = 0
     expired: int = 0
     lost: int = 0  # cancelled (or reclaimed) between claim and send
+    cancelled: int = 0  # an occurrence of a series that ended (``_series_ended``)
 
     def add(self, other: BatchReport) -> None:
         for name in BatchReport.__dataclass_fields__:
@@ -117,6 +128,7 @@ class BatchReport:
             LetterStatus.failed: "failed",
             LetterStatus.skipped: "skipped",
             LetterStatus.expired: "expired",
+            LetterStatus.cancelled: "cancelled",
         }
         setattr(self, names[status], getattr(self, names[status]) + 1)
 
@@ -277,10 +289,34 @@ class LetterSender:
             outbound = spec.outbound if spec is not None else None
             if outbound is not None and outbound.external_id_from:
                 wanted[c.id] = (outbound.external_id_from, c.client_id)
+        ended = await self._series_ended(session, claimed)
         if not wanted:
-            return _Lookups(settings, blocked)
+            return _Lookups(settings, blocked, ended=ended)
         found = await repository.provider_ids(session, wanted.values())
-        return _Lookups(settings, blocked, {i: found[key] for i, key in wanted.items()})
+        return _Lookups(settings, blocked, {i: found[key] for i, key in wanted.items()}, ended)
+
+    async def _series_ended(
+        self, session: AsyncSession, claimed: Sequence[Claimed]
+    ) -> dict[int, str]:
+        """Occurrences of a series whose cancelling event came after their trigger. The next
+        occurrence is written when the previous one is recorded, without the client's lock
+        (the drain holds row locks a cancel waits for): a cancel committing meanwhile cannot
+        see it, so it is cancelled here, when it is due, from the remembered cancellation."""
+        mine = [c for c in claimed if self._repeats(c)]
+        if not mine:
+            return {}
+        subjects = {c.id: _subjects_of(c) for c in mine}
+        pairs = {(c.letter, s) for c in mine for s in subjects[c.id]}
+        _, rows = await repository.decision_reads(session, states=(), cancellations=pairs)
+        latest = {(r.letter, r.subject): r for r in rows}
+        out: dict[int, str] = {}
+        for c in mine:
+            triggered = _trigger_time(c)
+            for subject in subjects[c.id]:
+                row = latest.get((c.letter, subject))
+                if row is not None and (triggered is None or row.occurred_at >= triggered):
+                    out[c.id] = f"cancelled by {row.event_type} {row.event_id} (series ended)"
+        return out
 
     async def deliver(self, claimed: Sequence[Claimed], *, now: datetime) -> BatchReport:
         """Decide, send in one gateway call and record rows claimed by ``claim`` — under row
@@ -362,6 +398,8 @@ class LetterSender:
             verdict = self._precheck(c, settings, rechecks, now=now)
             if verdict is None and c.id in blocked:
                 verdict = Result(LetterStatus.skipped, skip_reason=blocked[c.id])
+            if verdict is None and c.id in lookups.ended:
+                verdict = Result(LetterStatus.cancelled, cancel_reason=lookups.ended[c.id])
             external = lookups.external.get(c.id)
             if verdict is None and external is not None and external.value is None:
                 verdict = self._unresolved(c, external, now=now)
@@ -582,6 +620,7 @@ class LetterSender:
                     "skip_reason": r.skip_reason[:200] if r.skip_reason else None,
                     "attempts": tries,
                     "updated_at": now,
+                    "cancel_reason": r.cancel_reason,
                 }
             )
             if r.attempt is not None:
@@ -601,6 +640,36 @@ class LetterSender:
                 )
         await repository.update_letters(session, updates)
         await repository.insert_attempts(session, attempts)
+        series = [(c, r) for c, r in outcomes if r.status in SERIES_GOES_ON and self._repeats(c)]
+        if series:
+            await self._schedule_next(session, series, now=now)
+
+    def _repeats(self, c: Claimed) -> bool:
+        spec = self._spec(c)
+        return spec is not None and spec.repeat is not None
+
+    async def _schedule_next(
+        self, session: AsyncSession, series: Sequence[tuple[Claimed, Result]], *, now: datetime
+    ) -> None:
+        """The next occurrence of each letter of a series that ended this one (in the same
+        transaction as its result). Its interval is the letter's effective parameter; a due
+        time already past (the drain was down for weeks) moves on by whole intervals."""
+        names = sorted({c.letter for c, _ in series})
+        settings = await effective(session, names, catalog=self.catalog)
+        next_at: dict[int, datetime] = {}
+        for c, _ in series:
+            spec = self.catalog.get(c.letter)
+            assert spec.repeat is not None
+            every = spec.repeat(settings[c.letter].params)
+            if every is None or every <= timedelta(0):
+                continue
+            at = c.send_at + every
+            if at <= now:
+                at += every * ((now - at) // every + 1)
+            next_at[c.id] = at
+        created = await repository.schedule_next(session, next_at, now=now)
+        if created:
+            log.info("letters.series_scheduled", letters=len(created))
 
 
 async def _run_lanes(lane: Callable[[], Awaitable[None]], lanes: int) -> None:
@@ -621,6 +690,23 @@ async def _run_lanes(lane: Callable[[], Awaitable[None]], lanes: int) -> None:
             error = task.exception()
             if error is not None:
                 raise error
+
+
+def _subjects_of(c: Claimed) -> list[str]:
+    subjects = [f"client:{c.client_id}"]
+    if c.contract_id:
+        subjects.append(f"contract:{c.contract_id}")
+    return subjects
+
+
+def _trigger_time(c: Claimed) -> datetime | None:
+    """When the series' triggering event occurred (its context), None when unknown."""
+    event = c.context.get("event")
+    value = event.get("occurred_at") if isinstance(event, dict) else None
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _without_contexts(claimed: Sequence[Claimed]) -> list[Claimed]:
@@ -689,4 +775,5 @@ def _counts(report: BatchReport) -> dict[str, int]:
         "skipped": report.skipped,
         "expired": report.expired,
         "lost": report.lost,
+        "cancelled": report.cancelled,
     }

@@ -1,17 +1,20 @@
-"""The letters of seeds 000, 001 and 002: newsletter (un)subscriptions, CRM contact sync and
-license-usage campaigns. Each is an ``Outbound`` letter: the provider composes it (a Basket
-chain, a CRM call, a Braze campaign), so there are no templates; the gateway message's fields
-are decided with the letter and kept in its context (``message``). Every value is a parameter
-(``PATCH /v1/config/letters/{name}``) and every letter has its switch, like the corp letters.
+"""The letters of seeds 000, 001 and 002: newsletter (un)subscriptions, CRM contact sync,
+license-usage campaigns and the admins' weekly digest. Each is an ``Outbound`` letter: the
+provider composes it (a Basket chain, a CRM call, a Braze campaign), so there are no templates;
+the gateway message's fields are decided with the letter and kept in its context (``message``).
+Every value is a parameter (``PATCH /v1/config/letters/{name}``) and every letter has its
+switch, like the corp letters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from notifier_common.events import (
     AnyEvent,
+    LicenseAdminActivated,
     LicenseAllocationChanged,
     UserEmailChanged,
     UserJoinedGroup,
@@ -24,14 +27,16 @@ from pydantic import Field
 from notifier.letters.catalog import (
     Addressee,
     AnySpec,
+    Duration,
     Enrichment,
+    Expiry,
     Facts,
     LetterParams,
     LetterSpec,
     Outbound,
     Trigger,
 )
-from notifier.letters.timing import Immediately, Timing
+from notifier.letters.timing import After, Immediately, Timing
 
 NONE: frozenset[Enrichment] = frozenset()
 
@@ -304,9 +309,77 @@ def _license_usage(name: str, params: type[LicenseUsageParams], what: str) -> An
     )
 
 
+class WeeklyDigestParams(LetterParams):
+    first_after: Duration = Field(
+        timedelta(days=7), description="The first digest, after the admin's activation."
+    )
+    every: Duration = Field(
+        timedelta(days=7),
+        description="Then one per interval, on the same weekday and time (0 = only the first).",
+    )
+    campaign_id: str = Field(
+        "license-weekly-digest", min_length=1, description="The ESP campaign (its template)."
+    )
+    expires_after: Expiry | None = Field(
+        timedelta(days=1), description="A digest not sent within a day is skipped (expired)."
+    )
+
+
+def _activation_key(facts: Facts) -> str:
+    """One series per activation (a re-activation after a deactivation starts a new one)."""
+    return f"admin:{facts.event.client_id}:{facts.event.occurred_at.isoformat()}"
+
+
+def _first_digest(params: WeeklyDigestParams) -> Timing:
+    return After(params.first_after)
+
+
+def _every(params: WeeklyDigestParams) -> timedelta | None:
+    return params.every or None
+
+
+def _admin(facts: Facts, _params: LetterParams) -> Sequence[Addressee]:
+    event = facts.event
+    assert isinstance(event, LicenseAdminActivated)
+    return [
+        Addressee(
+            event.payload.email,
+            name=event.payload.name,
+            external_id=event.payload.email,
+            properties={"user_email": event.payload.email},
+        )
+    ]
+
+
+def _digest_fields(facts: Facts, params: WeeklyDigestParams) -> Mapping[str, Any]:
+    event = facts.event
+    assert isinstance(event, LicenseAdminActivated)
+    return {
+        "template_ref": params.campaign_id,
+        "properties": {"enterprise_customer_id": event.payload.enterprise_customer_id},
+    }
+
+
 LICENSE_LETTERS: list[AnySpec] = [
     _license_usage("LicenseUsageNotice", LicenseUsageParams, "75 %"),
     _license_usage("LicenseFullNotice", LicenseFullParams, "100 %"),
+    LetterSpec(
+        name="LicenseWeeklyDigest",
+        params=WeeklyDigestParams,
+        triggers=(Trigger("license.admin_activated"),),
+        timing=_first_digest,
+        channel="esp",
+        enrichments=NONE,
+        cancelled_by={"license.admin_deactivated": "client"},
+        dedup=_activation_key,
+        repeat=_every,
+        outbound=Outbound(action="send", fields=_digest_fields, recipients=_admin),
+        description=(
+            "The license digest to an enterprise admin: 7 days after the activation, then "
+            "weekly until `license.admin_deactivated` (the ESP campaign composes it from the "
+            "attributes it holds) (seed 002)."
+        ),
+    ),
 ]
 
 INTEGRATION_LETTERS: list[AnySpec] = NEWSLETTER_LETTERS + CRM_LETTERS + LICENSE_LETTERS

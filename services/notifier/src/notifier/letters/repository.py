@@ -528,13 +528,13 @@ UPDATE notifier.letters AS l
 SET status = r.status, send_at = r.send_at, sent_at = r.sent_at,
     provider_message_id = r.provider_message_id, last_error = r.last_error,
     skip_reason = r.skip_reason, attempts = r.attempts, lease_until = NULL, lease_token = NULL,
-    updated_at = r.updated_at
+    updated_at = r.updated_at, cancel_reason = COALESCE(r.cancel_reason, l.cancel_reason)
 FROM unnest(CAST(:id AS bigint[]), CAST(:status AS text[]), CAST(:send_at AS timestamptz[]),
     CAST(:sent_at AS timestamptz[]), CAST(:provider_message_id AS text[]),
     CAST(:last_error AS text[]), CAST(:skip_reason AS text[]), CAST(:attempts AS int[]),
-    CAST(:updated_at AS timestamptz[]))
+    CAST(:updated_at AS timestamptz[]), CAST(:cancel_reason AS text[]))
     AS r(id, status, send_at, sent_at, provider_message_id, last_error, skip_reason, attempts,
-         updated_at)
+         updated_at, cancel_reason)
 WHERE l.id = r.id
 """
 
@@ -557,6 +557,7 @@ _LETTER_UPDATE_COLUMNS = (
     "skip_reason",
     "attempts",
     "updated_at",
+    "cancel_reason",
 )
 _ATTEMPT_COLUMNS = (
     "letter_id",
@@ -584,7 +585,8 @@ async def update_letters(session: AsyncSession, rows: Sequence[Mapping[str, Any]
     """Record delivery results by primary key, one statement (arrays, not a row per bind).
 
     Each row: id, status, send_at, sent_at, provider_message_id, last_error, skip_reason,
-    attempts, updated_at; the lease is always released."""
+    attempts, updated_at, cancel_reason (None keeps the stored one); the lease is always
+    released."""
     if rows:
         await session.execute(text(_UPDATE_LETTERS_SQL), _columns(rows, _LETTER_UPDATE_COLUMNS))
 
@@ -592,6 +594,46 @@ async def update_letters(session: AsyncSession, rows: Sequence[Mapping[str, Any]
 async def insert_attempts(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
         await session.execute(text(_INSERT_ATTEMPTS_SQL), _columns(rows, _ATTEMPT_COLUMNS))
+
+
+_NEXT_OCCURRENCES_SQL = """
+INSERT INTO notifier.letters (event_id, letter, client_id, contract_id, channel, recipient,
+    locale, context, status, triggered_at, send_at, expires_at, dedup_key, origin, created_at,
+    updated_at)
+SELECT NULL, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
+    jsonb_set(l.context, '{repeat}', jsonb_build_object('of', l.id, 'occurrence',
+        COALESCE((l.context #>> '{repeat,occurrence}')::int, 1) + 1)),
+    'scheduled', l.triggered_at, n.next_at, l.expires_at - l.send_at + n.next_at,
+    l.letter || ':repeat:' || md5(concat_ws('|', l.letter, l.client_id, l.recipient,
+        l.context #>> '{event,id}', n.next_at::text)),
+    'repeat', :now, :now
+FROM unnest(CAST(:ids AS bigint[]), CAST(:next_at AS timestamptz[])) AS n(id, next_at)
+JOIN notifier.letters AS l ON l.id = n.id
+WHERE NOT EXISTS (
+    SELECT 1 FROM notifier.letter_cancellations AS x
+    WHERE x.letter = l.letter
+      AND x.subject IN ('client:' || l.client_id, 'contract:' || l.contract_id)
+      AND x.occurred_at >= CAST(l.context #>> '{event,occurred_at}' AS timestamptz)
+)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+
+async def schedule_next(
+    session: AsyncSession, next_at: Mapping[int, datetime], *, now: datetime
+) -> list[int]:
+    """The next occurrence of each letter of a series (``{letter id: when}``): a copy due
+    then, ``origin`` repeat, ``context.repeat`` = {of, occurrence}, the expiry moved along,
+    ``triggered_at`` the series' trigger (so its cancelling events match it, as any letter);
+    none once a cancelling event was remembered for its subject, none twice (dedup key)."""
+    if not next_at:
+        return []
+    result = await session.execute(
+        text(_NEXT_OCCURRENCES_SQL),
+        {"ids": list(next_at), "next_at": list(next_at.values()), "now": now},
+    )
+    return list(result.scalars())
 
 
 _PROVIDER_IDS_SQL = """

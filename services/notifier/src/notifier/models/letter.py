@@ -44,6 +44,7 @@ class LetterOrigin(enum.StrEnum):
     event = "event"
     manual = "manual"
     resend = "resend"
+    repeat = "repeat"  # the next occurrence of a repeating letter (a series)
 
 
 class AttemptOutcome(enum.StrEnum):
