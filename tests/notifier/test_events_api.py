@@ -1,5 +1,6 @@
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -202,3 +203,51 @@ class TestValidate:
     def test_the_text_backslash_u0000_is_no_nul(self) -> None:
         body = {**event_body("client.created_by_offer"), "trace_id": "\\u0000"}
         assert validate(body).event is not None
+
+
+class TestListTimeRanges:
+    async def test_occurred_and_received_ranges_are_half_open_and_need_a_time_zone(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        day = datetime(2026, 11, 20, tzinfo=UTC)
+        ids_in_order = []
+        async with sessionmaker.begin() as s:  # processed events, received an hour apart
+            for i in range(3):
+                body = event_body(occurred_at=day + timedelta(days=i))
+                ids_in_order.append(body["id"])
+                s.add(
+                    Event(
+                        id=uuid.UUID(body["id"]),
+                        type=body["type"],
+                        version=1,
+                        client_id=body["client_id"],
+                        producer="tests",
+                        occurred_at=day + timedelta(days=i),
+                        body=body,
+                        status=EventStatus.processed,
+                        source="api",
+                        received_at=day + timedelta(hours=i),
+                    )
+                )
+        first, second, third = ids_in_order
+
+        async def ids(**params: str) -> list[str]:
+            r = await client.get("/v1/events", params=params, headers=writer)
+            assert r.status_code == 200, r.text
+            return [item["id"] for item in r.json()["items"]]
+
+        at = {n: (day + timedelta(days=n)).isoformat() for n in range(3)}
+        assert await ids(occurred_from=at[1], occurred_to=at[2]) == [second]
+        assert await ids(occurred_from=at[1]) == [third, second]
+        assert await ids(occurred_to=at[1]) == [first]
+        hour = (day + timedelta(hours=1)).isoformat()
+        assert await ids(received_from=hour) == [third, second]
+        assert await ids(received_to=hour) == [first]
+        assert await ids(received_from=hour, occurred_to=at[2]) == [second]
+        naive = await client.get(
+            "/v1/events", params={"received_from": "2026-11-20T00:00:00"}, headers=writer
+        )
+        assert naive.status_code == 422

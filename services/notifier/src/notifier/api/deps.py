@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from arq.connections import ArqRedis
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from notifier_common.auth import BearerAuth, Principal
 from notifier_common.db import session_scope
+from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifier.models import ApiToken
@@ -54,3 +55,7 @@ LettersReader = Annotated[Principal, Depends(auth.require("letters:read"))]
 LettersWriter = Annotated[Principal, Depends(auth.require("letters:write"))]
 ConfigWriter = Annotated[Principal, Depends(auth.require("config:write"))]
 Admin = Annotated[Principal, Depends(auth.require("admin"))]
+
+# time-range query parameters of the history endpoints: aware only (a naive time is 422)
+Since = Annotated[AwareDatetime | None, Query(description="Inclusive lower bound (with tz).")]
+Until = Annotated[AwareDatetime | None, Query(description="Exclusive upper bound (with tz).")]

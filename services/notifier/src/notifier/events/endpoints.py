@@ -18,7 +18,7 @@ from notifier_common.publisher import job_id_for
 from notifier_common.text import NoNul
 from redis.exceptions import RedisError
 
-from notifier.api.deps import EventsWriter, LettersReader, Redis, Session, Settings
+from notifier.api.deps import EventsWriter, LettersReader, Redis, Session, Settings, Since, Until
 from notifier.events import intake, repository
 from notifier.events.schemas import (
     EXAMPLE_EVENT,
@@ -138,12 +138,23 @@ async def list_events(
     status: EventStatus | None = None,
     type: Annotated[str | None, Query(max_length=100), NoNul] = None,
     client_id: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    received_from: Since = None,
+    received_to: Until = None,
+    occurred_from: Since = None,
+    occurred_to: Until = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EventPage:
     after = decode_keyset_cursor(cursor, uuid.UUID)
     rows = await repository.list_events(
-        session, status=status, type_=type, client_id=client_id, after=after, limit=limit + 1
+        session,
+        status=status,
+        type_=type,
+        client_id=client_id,
+        received=(received_from, received_to),
+        occurred=(occurred_from, occurred_to),
+        after=after,
+        limit=limit + 1,
     )
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > limit else None

@@ -172,7 +172,10 @@ async def list_events(
     client_id: str | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    received: tuple[datetime | None, datetime | None] = (None, None),
+    occurred: tuple[datetime | None, datetime | None] = (None, None),
 ) -> list[Event]:
+    """Newest first; ``received`` / ``occurred``: half-open ranges [from, to), None = open."""
     stmt = select(Event)
     if status is not None:
         stmt = stmt.where(Event.status == status)
@@ -180,5 +183,10 @@ async def list_events(
         stmt = stmt.where(Event.type == type_)
     if client_id is not None:
         stmt = stmt.where(Event.client_id == client_id)
+    for column, (low, high) in ((Event.received_at, received), (Event.occurred_at, occurred)):
+        if low is not None:
+            stmt = stmt.where(column >= low)
+        if high is not None:
+            stmt = stmt.where(column < high)
     stmt = newest_first(stmt, Event.received_at, Event.id, after=after, limit=limit)
     return list((await session.execute(stmt)).scalars())

@@ -7,9 +7,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from notifier_common.errors import problem_responses
-from pydantic import AwareDatetime
 
-from notifier.api.deps import Clients, LettersReader, LettersWriter, Redis, Session, Settings
+from notifier.api.deps import (
+    Clients,
+    LettersReader,
+    LettersWriter,
+    Redis,
+    Session,
+    Settings,
+    Since,
+    Until,
+)
 from notifier.events.schemas import EXAMPLE_EVENT
 from notifier.letters.service import PlanConfig
 from notifier.models import LetterOrigin, LetterStatus
@@ -37,8 +45,6 @@ tools = APIRouter(prefix="/v1", tags=["dry run and preview"])
 NO_NUL = r"^[^\x00]+$"
 LetterId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Letter id.", examples=[1042])]
 Text = Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_NUL)]
-Since = Annotated[AwareDatetime | None, Query(description="Inclusive lower bound (with tz).")]
-Until = Annotated[AwareDatetime | None, Query(description="Exclusive upper bound (with tz).")]
 
 
 @router.get(
