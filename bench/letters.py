@@ -48,9 +48,38 @@ SEED_MIX = {
 }
 
 
+#: other sessions of the bench database in a statement or a transaction now
+_BUSY_SQL = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND state IN ('active', 'idle in transaction')
+"""
+#: gateway messages claimed and not answered yet (a call still being worked on)
+_IN_FLIGHT_SQL = "SELECT count(*) FROM gateway.messages WHERE status = 'in_progress'"
+
+
+def wait_until_idle(env: BenchEnv, *, timeout: float = 30.0) -> float:
+    """Wait (at most ``timeout`` s) until no other session of the bench database runs a
+    statement; the seconds waited. A round stops its drain workers by cancelling them, which
+    closes their gateway calls but not the gateway's work on them: a ``TRUNCATE`` racing that
+    work deadlocked with the log provider's copy (a provider crash for the whole batch, which
+    opened its circuit breaker and spoilt the next round: 99 letters/s)."""
+    start = time.monotonic()
+    gateway = env.table_exists("gateway.messages")
+    while time.monotonic() - start < timeout:
+        busy = int(env.sql(_BUSY_SQL)[0][0])
+        if not busy and gateway:
+            busy = int(env.sql(_IN_FLIGHT_SQL)[0][0])
+        if not busy:
+            break
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
 def reset(env: BenchEnv) -> None:
     tables = ["notifier.letters", "notifier.attempts"]
     tables += [t for t in ("gateway.messages", "gateway.logged_messages") if env.table_exists(t)]
+    wait_until_idle(env)
     env.sql(f"TRUNCATE {', '.join(tables)} CASCADE")
 
 
