@@ -200,3 +200,28 @@ class TestTheReadmeExample:
         assert r.status_code == 200, r.text
         planned = {p["letter"]: p for p in r.json()["would_schedule"]}
         assert planned["LowBalanceNotice"]["action"] == "send_now", planned["LowBalanceNotice"]
+
+    async def test_the_integration_example_would_sync_the_crm_and_subscribe(
+        self, client: httpx.AsyncClient, reader: dict[str, str]
+    ) -> None:
+        """README's second example (seeds 000-001): each event dry-runs to its letter."""
+        import json
+        import re
+        from pathlib import Path
+
+        readme = Path(__file__).parents[3].joinpath("README.md").read_text()
+        found = re.search(r"""-d '(\{"events": \[.*?\]\})'""", readme, re.S)
+        assert found is not None
+        events = json.loads(found.group(1))["events"]
+        expected = {
+            "user.signed_up": ("CrmContactSync", "upsert_contact"),
+            "user.group_joined": ("NewsletterGroupSubscribe", "subscribe"),
+        }
+        assert {e["type"] for e in events} == set(expected)
+        for body in events:
+            r = await client.post("/v1/events:dry-run", json=body, headers=reader)
+            assert r.status_code == 200, r.text
+            letter, action = expected[body["type"]]
+            planned = {p["letter"]: p for p in r.json()["would_schedule"]}
+            assert planned[letter]["action"] == "send_now", planned[letter]
+            assert planned[letter]["message"]["action"] == action

@@ -396,10 +396,10 @@ class LetterSender:
         items: dict[int, bytes] = {}
         for c in claimed:
             verdict = self._precheck(c, settings, rechecks, now=now)
-            if verdict is None and c.id in blocked:
-                verdict = Result(LetterStatus.skipped, skip_reason=blocked[c.id])
             if verdict is None and c.id in lookups.ended:
                 verdict = Result(LetterStatus.cancelled, cancel_reason=lookups.ended[c.id])
+            if verdict is None and c.id in blocked:
+                verdict = Result(LetterStatus.skipped, skip_reason=blocked[c.id])
             external = lookups.external.get(c.id)
             if verdict is None and external is not None and external.value is None:
                 verdict = self._unresolved(c, external, now=now)
