@@ -449,3 +449,23 @@ class TestWeeklyDigest:
                     )
                 ]
             )
+
+
+class TestOutcomeMetrics:
+    async def test_recorded_outcomes_are_counted_per_letter(
+        self, letter_engine: Engine, gateway: RecordingGateway
+    ) -> None:
+        from prometheus_client import REGISTRY
+
+        def value(letter: str, outcome: str) -> float:
+            labels = {"letter": letter, "outcome": outcome}
+            return REGISTRY.get_sample_value("notifier_letter_outcomes_total", labels) or 0.0
+
+        before = {
+            ("CrmContactSync", "sent"): value("CrmContactSync", "sent"),
+            ("CrmEmailChange", "failed"): value("CrmEmailChange", "failed"),
+        }
+        assert await letter_engine.handle(email_changed()) == "processed"  # never synced
+        assert await letter_engine.handle(signed_up()) == "processed"
+        assert value("CrmContactSync", "sent") == before[("CrmContactSync", "sent")] + 1
+        assert value("CrmEmailChange", "failed") == before[("CrmEmailChange", "failed")] + 1

@@ -15,6 +15,7 @@ import ctypes
 import functools
 import random
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from notifier.letters.repository import Claimed
 from notifier.letters.service import Enricher
 from notifier.letters.settings_service import EffectiveSettings, effective
 from notifier.letters.timing import is_expired
+from notifier.metrics import LETTER_OUTCOMES
 from notifier.models import AttemptOutcome, LetterStatus
 from notifier.suppressions.service import suppressed
 from notifier.unsubscribe import link
@@ -100,6 +102,16 @@ class _Lookups:
     ended: dict[int, str] = field(default_factory=dict)
 
 
+#: a recorded letter's status -> its outcome (``BatchReport`` field, metric label)
+OUTCOME_NAMES = {
+    LetterStatus.sent: "sent",
+    LetterStatus.scheduled: "retried",
+    LetterStatus.failed: "failed",
+    LetterStatus.skipped: "skipped",
+    LetterStatus.expired: "expired",
+    LetterStatus.cancelled: "cancelled",
+}
+
 #: an occurrence of a series that ended so schedules the next one (a cancelled one ends it)
 SERIES_GOES_ON = frozenset(
     {LetterStatus.sent, LetterStatus.failed, LetterStatus.skipped, LetterStatus.expired}
@@ -122,15 +134,8 @@ class BatchReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def count(self, status: LetterStatus) -> None:
-        names = {
-            LetterStatus.sent: "sent",
-            LetterStatus.scheduled: "retried",
-            LetterStatus.failed: "failed",
-            LetterStatus.skipped: "skipped",
-            LetterStatus.expired: "expired",
-            LetterStatus.cancelled: "cancelled",
-        }
-        setattr(self, names[status], getattr(self, names[status]) + 1)
+        name = OUTCOME_NAMES[status]
+        setattr(self, name, getattr(self, name) + 1)
 
 
 @dataclass
@@ -640,6 +645,8 @@ class LetterSender:
                 )
         await repository.update_letters(session, updates)
         await repository.insert_attempts(session, attempts)
+        for (letter, status), n in Counter((c.letter, r.status) for c, r in outcomes).items():
+            LETTER_OUTCOMES.labels(letter, OUTCOME_NAMES[status]).inc(n)
         series = [(c, r) for c, r in outcomes if r.status in SERIES_GOES_ON and self._repeats(c)]
         if series:
             await self._schedule_next(session, series, now=now)
