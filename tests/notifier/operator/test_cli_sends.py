@@ -40,5 +40,23 @@ def test_a_resend_from_the_cli_is_handed_to_a_worker_at_once(cli_env: NotifierSe
     )
     r = invoke("letters", "resend", str(letter_id), "--json")
     assert r.exit_code == 0, r.output
-    new_id = json.loads(r.stdout[r.stdout.index("{\n") :])["id"]  # after the log line
+    new_id = json.loads(r.stdout)["id"]  # stdout is the JSON alone: the log line is on stderr
+    assert "operator.resend" in r.stderr
     assert queued_send_jobs(cli_env) == [[new_id]]
+
+
+def test_an_integration_letter_is_sent_by_hand_with_its_event_payload(
+    cli_env: NotifierSettings,
+) -> None:
+    """Seed 000's admin action from the CLI: the letter is built from the payload given."""
+    payload = json.dumps({"email": "ann@example.com", "group": "nda"})
+    args = ("send", "NewsletterGroupSubscribe", "--client", "user-7")
+    r = invoke(*args, "--json")
+    assert r.exit_code == 1, r.output
+    assert "event_payload" in r.stdout
+    assert invoke(*args, "--payload", "{not json").exit_code == 2
+    r = invoke(*args, "--payload", payload, "--json")
+    assert r.exit_code == 0, r.output
+    [letter] = json.loads(r.stdout)["letters"]
+    assert (letter["channel"], letter["recipient"]) == ("newsletter", "ann@example.com")
+    assert queued_send_jobs(cli_env) == [[letter["id"]]]

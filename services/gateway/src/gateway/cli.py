@@ -8,6 +8,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from notifier_common.logging import configure_logging
 from notifier_common.serve import add_api_command
 from notifier_common.token_admin import token_cli
 
@@ -22,6 +23,13 @@ app.add_typer(
     name="token",
 )
 app.add_typer(suppressions_app, name="suppressions")
+
+
+@app.callback()
+def _logs_to_stderr() -> None:
+    """Log lines go to stderr (``api`` and ``worker`` configure them again from the settings):
+    stdout is the command's output, e.g. ``--json`` piped to jq."""
+    configure_logging()
 
 
 add_api_command(

@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from notifier_common.logging import configure_logging
 from notifier_common.serve import add_api_command
 from notifier_common.token_admin import token_cli
 
@@ -20,6 +21,13 @@ app.add_typer(
     token_cli(admin, scopes=SCOPES, database_url=lambda: get_settings().database_url),
     name="token",
 )
+
+
+@app.callback()
+def _logs_to_stderr() -> None:
+    """Log lines go to stderr (``api`` and ``worker`` configure them again from the settings):
+    stdout is the command's output, e.g. ``--json`` piped to jq."""
+    configure_logging()
 
 
 add_api_command(

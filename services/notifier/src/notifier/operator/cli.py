@@ -282,6 +282,13 @@ def send(
     client: Annotated[str, typer.Option(help="client_id")],
     contract: Annotated[str | None, typer.Option(help="contract_id, for contract letters")] = None,
     bypass_conditions: Annotated[bool, typer.Option(help="Admin bypass of the condition")] = False,
+    payload: Annotated[
+        str | None,
+        typer.Option(
+            help="The triggering event's payload as JSON, for integration letters "
+            """(e.g. '{"email": "a@example.com", "group": "nda"}')"""
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send a catalog letter to a client by hand (recorded as manual)."""
@@ -289,8 +296,20 @@ def send(
     from notifier.operator.schemas import SendRequest
     from notifier.worker import plan_config
 
+    event_payload = None
+    if payload is not None:
+        try:
+            event_payload = json.loads(payload)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--payload") from exc
+        if not isinstance(event_payload, dict):
+            raise typer.BadParameter("a JSON object is expected", param_hint="--payload")
     req = SendRequest(
-        letter=letter, client_id=client, contract_id=contract, bypass_conditions=bypass_conditions
+        letter=letter,
+        client_id=client,
+        contract_id=contract,
+        bypass_conditions=bypass_conditions,
+        event_payload=event_payload,
     )
     out = _with_engine(
         lambda s, c, st: sending.manual_send(
