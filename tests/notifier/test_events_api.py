@@ -84,6 +84,28 @@ class TestIntake:
         listed = await client.get("/v1/events", params={"status": "rejected"}, headers=writer)
         assert listed.json()["items"][0]["body"]["id"] == body["id"]
 
+    async def test_a_rejected_event_is_found_by_the_producers_id(
+        self, client: httpx.AsyncClient, writer: dict[str, str]
+    ) -> None:
+        """Stored under an id of its own, so the corrected event can take the producer's id;
+        asked for by the producer's id it is still answered, until the corrected one exists."""
+        bad = event_body(payload={"old_balance": "x", "new_balance": "1.00"})
+        assert (await client.post("/v1/events", json=bad, headers=writer)).status_code == 422
+        shown = await client.get(f"/v1/events/{bad['id']}", headers=writer)
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["status"] == "rejected"
+        assert shown.json()["id"] != bad["id"]
+        assert shown.json()["body"]["id"] == bad["id"]
+        assert shown.json()["error"]
+        fixed = {**bad, "payload": {"old_balance": "2.00", "new_balance": "1.00"}}
+        r = await client.post("/v1/events", json=fixed, headers=writer)
+        assert r.json()["results"][0]["status"] == "queued"
+        assert (await client.get(f"/v1/events/{bad['id']}", headers=writer)).json()[
+            "status"
+        ] == "queued"
+        other = await client.get(f"/v1/events/{uuid.uuid4()}", headers=writer)
+        assert other.status_code == 404
+
     async def test_batch_mixes_valid_and_invalid_items(
         self,
         client: httpx.AsyncClient,

@@ -97,7 +97,12 @@ async def post_events(
     "/events/{event_id}",
     response_model=EventOut,
     summary="One event with its processing status",
-    description="`queued` means accepted and waiting for a worker.",
+    description=(
+        "`queued` means accepted and waiting for a worker. A rejected event is stored under an "
+        "id of its own (the producer's id stays free for the corrected event); asked for by "
+        "the producer's id, the newest rejected body that carried it is answered (its `id` is "
+        "the stored one, `body.id` the producer's)."
+    ),
     responses=problem_responses(404),
 )
 async def get_event(
@@ -123,6 +128,9 @@ async def get_event(
             received_at=None,
             processed_at=None,
         )
+    rejected = await repository.rejected_with_producer_id(session, event_id)
+    if rejected is not None:
+        return rejected
     raise NotFound(f"event {event_id} not found")
 
 

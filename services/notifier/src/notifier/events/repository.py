@@ -164,6 +164,19 @@ async def get(session: AsyncSession, event_id: uuid.UUID) -> Event | None:
     return await session.get(Event, event_id)
 
 
+async def rejected_with_producer_id(session: AsyncSession, event_id: uuid.UUID) -> Event | None:
+    """The newest rejected event whose body carried ``event_id`` as its ``id``. A rejected body
+    is stored under an id of its own (``reject_id_for``: the producer's id stays free for the
+    corrected event), so a producer asking for its id finds it here."""
+    stmt = (
+        select(Event)
+        .where(Event.status == EventStatus.rejected, Event.body["id"].astext == str(event_id))
+        .order_by(Event.received_at.desc(), Event.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalars().first()
+
+
 async def list_events(
     session: AsyncSession,
     *,
