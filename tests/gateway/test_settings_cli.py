@@ -143,7 +143,7 @@ class TestCli:
                 ],
             )
             assert created.exit_code == 0, created.output
-            assert created.stdout.strip().startswith("ntf_")
+            assert created.stdout.strip().startswith("gwt_")  # a gateway token, by its prefix
             listed = runner.invoke(app, ["token", "list"])
             assert "notifier\tmessages:read,messages:write\tactive" in listed.stdout
             token_id = listed.stdout.split("\t")[0]

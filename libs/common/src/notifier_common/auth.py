@@ -39,7 +39,9 @@ __all__ = [
     "new_token_secret",
 ]
 
-_bearer = HTTPBearer(auto_error=False, description="Scoped API token (`ntf_...`).")
+_bearer = HTTPBearer(
+    auto_error=False, description="Scoped API token (`ntf_...` notifier, `gwt_...` gateway)."
+)
 
 
 class BearerAuth:

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import ARRAY, BigInteger, DateTime, Identity, String, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,11 +26,16 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def new_token_secret() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+def new_token_secret(prefix: str = TOKEN_PREFIX) -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 class TokenMixin:
+    #: what the service's tokens start with (``ntf_`` notifier, ``gwt_`` gateway): tells an
+    #: operator, and a secret scanner, which service a token belongs to. Tokens are looked up
+    #: by hash, so a token made with an earlier prefix keeps working.
+    token_prefix: ClassVar[str] = TOKEN_PREFIX
+
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -66,7 +71,7 @@ class TokenRepository:
     async def create(
         self, session: AsyncSession, *, name: str, scopes: Sequence[str]
     ) -> tuple[Any, str]:
-        raw = new_token_secret()
+        raw = new_token_secret(getattr(self.model, "token_prefix", TOKEN_PREFIX))
         row = self.model(name=name, token_hash=hash_token(raw), scopes=sorted(set(scopes)))
         session.add(row)
         await session.flush()

@@ -5,3 +5,4 @@ from gateway.models.base import Base
 
 class ApiToken(TokenMixin, Base):
     __tablename__ = "api_tokens"
+    token_prefix = "gwt_"
