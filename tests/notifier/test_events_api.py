@@ -60,6 +60,7 @@ class TestIntake:
         ]
         shown = await client.get(f"/v1/events/{body['id']}", headers=writer)
         assert shown.json()["status"] == "queued"
+        assert shown.json()["source"] == "queue"  # what a worker will store it as
 
     async def test_same_event_twice_is_reported_duplicate(
         self, client: httpx.AsyncClient, writer: dict[str, str]

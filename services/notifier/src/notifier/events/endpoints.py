@@ -122,7 +122,7 @@ async def get_event(
             occurred_at=None,
             trace_id=None,
             status="queued",
-            source="api",
+            source="queue",  # in the queue, whoever put it there (API or a producer)
             error=None,
             body=None,
             received_at=None,

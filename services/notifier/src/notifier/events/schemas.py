@@ -42,7 +42,13 @@ class EventOut(BaseModel):
     occurred_at: datetime | None
     trace_id: str | None
     status: EventStatus | Literal["queued"]
-    source: str | None
+    source: str | None = Field(
+        description=(
+            "Where it was stored: `queue` by a worker (published to the queue directly or by "
+            "`POST /v1/events`, which enqueues valid events), `api` when the API rejected it "
+            "at intake."
+        )
+    )
     error: Any | None
     body: dict[str, Any] | None
     received_at: datetime | None
