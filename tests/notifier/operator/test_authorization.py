@@ -21,8 +21,6 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
     ("GET", "/v1/event-types"): PUBLIC,
     ("POST", "/v1/events"): "events:write",
     ("GET", "/v1/events"): "letters:read",

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from notifier_common.collector import collector_tuned, set_mmap_threshold
 from notifier_common.db import create_engine, create_sessionmaker
+from notifier_common.docs import install_docs
 from notifier_common.errors import (
     install_error_handlers,
     is_unstorable_text,
@@ -179,8 +180,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await app.state.engine.dispose()
 
     app = FastAPI(
-        title="notifier gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+        title="notifier gateway",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served by install_docs, without a CDN (decision 0100)
+        redoc_url=None,  # a second UI from a CDN: /docs is the one (decision 0100)
     )
+    install_docs(app)
     install_error_handlers(app)
     _install_gateway_error_handlers(app)
     install_metrics_middleware(app, "gateway")

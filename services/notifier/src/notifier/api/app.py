@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from arq.connections import RedisSettings, create_pool
 from fastapi import FastAPI, Request
 from notifier_common.db import create_engine, create_sessionmaker
+from notifier_common.docs import install_docs
 from notifier_common.errors import install_error_handlers
 from notifier_common.logging import configure_logging
 from notifier_common.ops import (
@@ -72,7 +73,10 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, without a CDN (decision 0100)
+        redoc_url=None,  # a second UI from a CDN: /docs is the one (decision 0100)
     )
+    install_docs(app)
     install_error_handlers(app)
     install_metrics_middleware(app, "notifier-api")
     app.include_router(ops_router(_checks))
