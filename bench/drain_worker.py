@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 GO, STOP, DONE, READY = "bench:go", "bench:stop", "bench:done", "bench:ready"
 FINAL = "bench:final"
+FINAL_AT = "bench:final_at"  # wall time (time.time()) of the last count added to FINAL
 
 
 def time_gateway_calls(durations: list[float]) -> None:
@@ -44,7 +45,9 @@ def time_gateway_calls(durations: list[float]) -> None:
 
 def count_final_letters(redis: Redis) -> None:
     """After each recorded batch, add its letters now sent, failed, skipped or expired to
-    ``bench:final`` (a retried letter is due again later: not counted until it is final)."""
+    ``bench:final`` (a retried letter is due again later: not counted until it is final), and
+    the time of it to ``bench:final_at``: the round ends when the last letter was counted, not
+    at the next look of the bench's poll."""
     from notifier.letters.drain import LetterSender
 
     original = LetterSender._send
@@ -53,7 +56,10 @@ def count_final_letters(redis: Redis) -> None:
         report = await original(self, *args, **kwargs)
         final = report.sent + report.failed + report.skipped + report.expired
         if final:
-            await redis.incrby(FINAL, final)
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(FINAL, final)
+                pipe.set(FINAL_AT, repr(time.time()))
+                await pipe.execute()
         return report
 
     LetterSender._send = counted  # type: ignore[method-assign]

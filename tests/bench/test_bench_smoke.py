@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import stats
+from bench import drain, stats
 from bench.run import table
 
 
@@ -145,3 +145,15 @@ class TestLatencyTail:
             "worst_second": None,
         }
         assert tail_shape([])["worst_second"] is None
+
+
+class TestRoundSeconds:
+    def test_a_finished_round_ends_when_its_last_letter_was_counted(self) -> None:
+        # the last count at 4.52 s; the poll saw it at 5.0 s
+        assert drain.round_seconds(5.0, 1000.0, b"1004.52", 20_000, 20_000) == pytest.approx(4.52)
+
+    def test_a_capped_round_ends_at_the_poll(self) -> None:
+        assert drain.round_seconds(25.0, 1000.0, b"1024.9", 90_000, 100_000) == 25.0
+
+    def test_without_a_count_time_the_poll_decides(self) -> None:
+        assert drain.round_seconds(5.0, 1000.0, None, 20_000, 20_000) == 5.0
