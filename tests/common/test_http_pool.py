@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 import httpcore
 import httpx
 import pytest
-import uvloop
 from httpcore._async.connection import AsyncHTTPConnection
 from notifier_common.http import create_http_client
 from notifier_common.httppool import AsyncioConnectionPool
@@ -21,7 +20,7 @@ from tests.common.test_netbackend import (
     keep_alive,
     read_request,
     response,
-    run_with_servers,
+    run_on,
 )
 
 
@@ -189,9 +188,7 @@ SCENARIOS: list[Scenario] = [
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
 def test_scenario(scenario: Scenario, loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(run_with_servers(lambda serve: scenario(serve, monkeypatch)))
+    run_on(loop, lambda serve: scenario(serve, monkeypatch))
 
 
 def test_http2_and_proxies_are_refused() -> None:

@@ -72,6 +72,13 @@ async def run_with_servers(scenario: Callable[[Start], Awaitable[None]]) -> None
             server.server.close()
 
 
+def run_on(loop: str, scenario: Callable[[Start], Awaitable[None]]) -> None:
+    """``scenario`` with its servers on a new ``asyncio`` or ``uvloop`` event loop."""
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(run_with_servers(scenario))
+
+
 async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while (head := await read_request(reader)) is not None:
         path = head.split(b" ")[1]
@@ -236,6 +243,4 @@ SCENARIOS = [
 def test_scenario(scenario: Callable[[Start], Awaitable[None]], loop: str) -> None:
     """Each scenario on both loops: the worker runs on uvloop, whose transports do not subclass
     ``asyncio.Transport`` (an isinstance check once broke every connection there)."""
-    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(run_with_servers(scenario))
+    run_on(loop, scenario)
