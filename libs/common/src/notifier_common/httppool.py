@@ -77,26 +77,19 @@ class AsyncioConnectionPool(httpcore.AsyncConnectionPool):
             idle = idle[surplus:]
         self._connections = kept
 
-        queued = [r for r in self._requests if r.is_queued()]
-        if not queued:
-            return closing
-        available = [c for c in kept if c.is_available()]
-        handed: set[int] = set()
-        for request in queued:
+        # HTTP/1.1 only: a kept connection is available exactly when it is idle, and serves one
+        # request at a time, so ``idle`` is both the reuse list and the list to make room from
+        for request in [r for r in self._requests if r.is_queued()]:
             origin = request.request.url.origin
-            reuse = next((c for c in available if c.can_handle_request(origin)), None)
+            reuse = next((c for c in idle if c.can_handle_request(origin)), None)
             if reuse is not None:
-                available.remove(reuse)  # HTTP/1.1: one request per connection
-                handed.add(id(reuse))
+                idle.remove(reuse)
                 request.assign_to_connection(reuse)
                 continue
             if len(self._connections) >= self._max_connections:
-                spare = next((c for c in idle if id(c) not in handed), None)
-                if spare is None:
+                if not idle:
                     break  # the pool is full of busy connections: the rest wait for one
-                idle.remove(spare)
-                if spare in available:  # not to be handed to a later request of its origin
-                    available.remove(spare)
+                spare = idle.pop(0)  # another origin's (one of this origin's would be reused)
                 self._connections.remove(spare)
                 closing.append(spare)
             connection = self.create_connection(origin)
