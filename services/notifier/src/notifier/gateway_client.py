@@ -15,7 +15,14 @@ from typing import Any, Literal
 
 import httpx
 import orjson
-from notifier_common.http import is_transient_status, retry_after_seconds
+from notifier_common.http import (
+    CORE_TIMEOUTS,
+    CORE_TRANSPORT_ERRORS,
+    Answer,
+    direct_pool,
+    is_transient_status,
+    parse_retry_after,
+)
 from notifier_common.logging import get_logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_jsonable_python
@@ -77,7 +84,12 @@ class _BatchResponse(BaseModel):
 
 
 class GatewayClient:
-    """One per process; wraps the shared ``httpx.AsyncClient`` created at worker startup."""
+    """One per process; wraps the shared ``httpx.AsyncClient`` created at worker startup.
+
+    With a client made by ``create_http_client`` (the worker's), each call is made straight on
+    its httpcore pool (``notifier_common.http.DirectPool``, decision 0102): through httpx, the
+    response and its stream referenced each other, so every call's request body (~2.2 MB for
+    500 letters) stayed alive until the garbage collector found the cycle."""
 
     def __init__(
         self, http: httpx.AsyncClient, *, base_url: str, token: str, batch_size: int = MAX_BATCH
@@ -85,6 +97,13 @@ class GatewayClient:
         self._http = http
         self._url = base_url.rstrip("/") + "/v1/messages:batch"
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self._core = direct_pool(http)
+        self._core_headers = [
+            (b"Host", httpx.URL(self._url).netloc),
+            (b"Accept", b"application/json"),
+            (b"User-Agent", b"notifier"),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()),
+        ]
         self.batch_size = max(1, min(batch_size, MAX_BATCH))
 
     async def send_batch(self, items: Sequence[GatewayItem]) -> dict[str, GatewayResult]:
@@ -113,18 +132,21 @@ class GatewayClient:
         items.clear()  # the body holds the bytes now
         started = time.perf_counter()
         try:
-            response = await self._http.post(self._url, content=body, headers=self._headers)
-        except httpx.HTTPError as exc:
+            response = await self._post(body)
+        except (httpx.HTTPError, *CORE_TIMEOUTS, *CORE_TRANSPORT_ERRORS) as exc:
             log.warning("gateway.transport_error", error=repr(exc)[:300], items=len(keys))
             return _all(keys, "transient_error", code="gateway_unreachable", reason=repr(exc))
+        finally:
+            del body
         elapsed = int((time.perf_counter() - started) * 1000)
-        if response.status_code != 200:
+        if response.status != 200:
             return _failed_call(keys, response, elapsed)
         try:
             parsed = _BatchResponse.model_validate_json(response.content)
         except ValidationError as exc:
             log.error("gateway.unexpected_response", error=str(exc)[:300])
             return _all(keys, "transient_error", code="unexpected_response", reason=str(exc))
+        del response
         answered = {r.idempotency_key: r for r in parsed.results}
         for result in answered.values():
             if result.duration_ms is None:
@@ -132,6 +154,12 @@ class GatewayClient:
         missing = [k for k in keys if k not in answered]
         answered.update(_all(missing, "transient_error", code="no_result", reason="not answered"))
         return answered
+
+    async def _post(self, body: bytes) -> Answer:
+        if self._core is None:  # a client of tests (ASGI, plain httpx): through httpx
+            return Answer.of(await self._http.post(self._url, content=body, headers=self._headers))
+        headers = [*self._core_headers, (b"Content-Length", str(len(body)).encode())]
+        return await self._core.request("POST", self._url, headers, body)
 
 
 #: left to pydantic's rendering (``...Z`` datetimes, dataclasses as pydantic dumps them)
@@ -254,10 +282,8 @@ def _recipient_json(r: GatewayRecipient) -> dict[str, Any]:
     return {"name": r.name} if r.address is None else {"address": r.address, "name": r.name}
 
 
-def _failed_call(
-    keys: list[str], response: httpx.Response, elapsed: int
-) -> dict[str, GatewayResult]:
-    status = response.status_code
+def _failed_call(keys: list[str], response: Answer, elapsed: int) -> dict[str, GatewayResult]:
+    status = response.status
     transient = is_transient_status(status) or status in (401, 403)
     reason = response.text[:500]
     log.warning("gateway.call_failed", status=status, reason=reason[:200], items=len(keys))
@@ -267,7 +293,7 @@ def _failed_call(
         code=f"gateway_http_{status}",
         reason=reason,
         status_code=status,
-        retry_after=retry_after_seconds(response),
+        retry_after=parse_retry_after(response.retry_after),
         duration_ms=elapsed,
     )
 

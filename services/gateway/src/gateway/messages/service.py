@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 import orjson
 from notifier_common.db import autocommit_sessionmaker, retry_on_disconnect, session_scope
+from notifier_common.ids import uuid4s
 from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -229,8 +230,9 @@ class MessageService:
         self, items: Sequence[BatchItem], hashes: Sequence[str], documents: RequestDocuments
     ) -> dict[str, ItemResult]:
         """``items``: unique keys in key order, ``documents`` their request JSON."""
+        ids = uuid4s(len(items))
         claims = [
-            self._new_claim(item, h, item.message.received_json or documents[n])
+            self._new_claim(item, h, item.message.received_json or documents[n], ids[n])
             for n, (item, h) in enumerate(zip(items, hashes, strict=True))
         ]
         messages = {item.idempotency_key: item.message for item in items}
@@ -303,12 +305,12 @@ class MessageService:
         return results
 
     def _new_claim(
-        self, item: BatchItem, digest: str, body: bytes | memoryview
+        self, item: BatchItem, digest: str, body: bytes | memoryview, message_id: uuid.UUID
     ) -> repository.NewClaim:
         message = item.message
         first = next((r.address for r in message.to if r.address), None)
         return repository.NewClaim(
-            id=uuid.uuid4(),
+            id=message_id,
             idempotency_key=item.idempotency_key,
             request_hash=digest,
             request=body,

@@ -69,7 +69,7 @@ class DeliveryConfig:
     concurrency: int = 2
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one per letter, see ``repository.Claimed``
 class Result:
     """What happens to one claimed letter."""
 
