@@ -21,6 +21,7 @@ from notifier_common.http import (
     Answer,
     direct_pool,
     is_transient_status,
+    json_request_headers,
     parse_retry_after,
 )
 from notifier_common.logging import get_logger
@@ -87,9 +88,8 @@ class GatewayClient:
     """One per process; wraps the shared ``httpx.AsyncClient`` created at worker startup.
 
     With a client made by ``create_http_client`` (the worker's), each call is made straight on
-    its httpcore pool (``notifier_common.http.DirectPool``, decision 0102): through httpx, the
-    response and its stream referenced each other, so every call's request body (~2.2 MB for
-    500 letters) stayed alive until the garbage collector found the cycle."""
+    its httpcore pool (``notifier_common.http.DirectPool``, decision 0102): through httpx each
+    call cost ~160 µs more CPU and left ~40 objects in reference cycles for the collector."""
 
     def __init__(
         self, http: httpx.AsyncClient, *, base_url: str, token: str, batch_size: int = MAX_BATCH
@@ -98,12 +98,7 @@ class GatewayClient:
         self._url = base_url.rstrip("/") + "/v1/messages:batch"
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._core = direct_pool(http)
-        self._core_headers = [
-            (b"Host", httpx.URL(self._url).netloc),
-            (b"Accept", b"application/json"),
-            (b"User-Agent", b"notifier"),
-            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()),
-        ]
+        self._core_headers = json_request_headers(self._url, self._headers)
         self.batch_size = max(1, min(batch_size, MAX_BATCH))
 
     async def send_batch(self, items: Sequence[GatewayItem]) -> dict[str, GatewayResult]:

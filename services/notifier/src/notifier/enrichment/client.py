@@ -35,6 +35,7 @@ from notifier_common.http import (
     Answer,
     direct_pool,
     is_transient_status,
+    json_request_headers,
     parse_retry_after,
 )
 from notifier_common.logging import get_logger
@@ -207,12 +208,7 @@ class EnrichmentClient:
         origin, _, _ = url.partition("/v1/")
         headers = self._core_headers.get(origin)
         if headers is None:
-            host = httpx.URL(origin).netloc
-            headers = self._core_headers[origin] = [
-                (b"Host", host),
-                (b"Accept", b"application/json"),
-                (b"User-Agent", b"notifier"),
-            ]
+            headers = self._core_headers[origin] = json_request_headers(origin)
         return await self._core.request("GET", url, headers)
 
     async def _attempt(self, upstream: str, resource: str, url: str, model: type[M]) -> M:
