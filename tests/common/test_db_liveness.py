@@ -137,3 +137,32 @@ async def test_retry_on_disconnect_gives_up_after_its_attempts(engine: AsyncEngi
         await retry_on_disconnect(unit, attempts=3)
     assert raised.value.connection_invalidated
     assert calls == 3
+
+
+async def test_a_transaction_left_idle_past_its_bound_is_ended_and_its_locks_freed(
+    database_url: str,
+) -> None:
+    """``idle_in_transaction_seconds`` (the notifier worker's ``NOTIFIER_LETTERS_LEASE_SECONDS``,
+    decision 0103): a hung holder of row locks loses them; the next statement fails."""
+    hung = create_engine(database_url, pool_size=1, idle_in_transaction_seconds=0.2)
+    other = create_engine(database_url, pool_size=1)
+    try:
+        async with hung.connect() as conn:
+            assert await conn.scalar(text("SHOW idle_in_transaction_session_timeout")) == "200ms"
+            blocker = await conn.scalar(PID)  # inside the connection's transaction
+            await asyncio.sleep(1.0)  # idle inside the transaction, past the bound
+            with pytest.raises(DBAPIError):
+                await conn.scalar(text("SELECT 1"))
+        async with other.connect() as conn:
+            alive = await conn.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": blocker}
+            )
+        assert alive == 0  # the server ended the session, so its locks are gone
+    finally:
+        await hung.dispose()
+        await other.dispose()
+
+
+async def test_without_the_bound_the_server_default_holds(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        assert await conn.scalar(text("SHOW idle_in_transaction_session_timeout")) == "0"

@@ -510,6 +510,32 @@ class TestNotifierWorker:
         finally:
             await worker.shutdown(ctx)
 
+    async def test_the_worker_s_transactions_are_bounded_by_the_lease_setting(
+        self, settings: NotifierSettings
+    ) -> None:
+        """Decision 0103: a drain batch's claim is its row lock, held by its transaction; a
+        hung worker's is ended by the server after NOTIFIER_LETTERS_LEASE_SECONDS."""
+        from sqlalchemy import text
+
+        ctx: dict[str, object] = {
+            "settings": settings.model_copy(update={"letters_lease_seconds": 45})
+        }
+        await worker.startup(ctx)
+        try:
+            async with ctx["engine"].connect() as conn:  # type: ignore[attr-defined]
+                bound = await conn.scalar(text("SHOW idle_in_transaction_session_timeout"))
+            assert bound == "45s"
+        finally:
+            await worker.shutdown(ctx)
+
+    def test_a_bound_shorter_than_a_gateway_call_is_refused(self) -> None:
+        from notifier.settings import NotifierSettings
+        from pydantic import ValidationError
+
+        with pytest.raises(ValidationError, match="must exceed NOTIFIER_GATEWAY_TIMEOUT"):
+            NotifierSettings(letters_lease_seconds=30, gateway_timeout=30.0)
+        assert NotifierSettings(letters_lease_seconds=31, gateway_timeout=30.0)
+
     async def test_startup_freezes_its_objects_and_shutdown_restores_the_collector(
         self, settings: NotifierSettings
     ) -> None:

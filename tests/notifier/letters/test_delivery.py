@@ -13,6 +13,8 @@ import respx
 from notifier.letters import repository
 from notifier.models import LetterStatus
 from notifier.settings import NotifierSettings
+from notifier_common.db import session_scope
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.factories import event_body
@@ -142,18 +144,34 @@ class TestGatewayOutcomes:
 
 
 class TestCrashSafety:
-    async def test_a_worker_killed_between_claim_and_send_is_sent_once_after_the_lease(
-        self, letter_engine: Engine, gateway: RecordingGateway
+    async def test_a_worker_dying_during_the_gateway_call_leaves_the_letter_due_at_once(
+        self, letter_engine: Engine, gateway: RecordingGateway, router: respx.MockRouter
     ) -> None:
+        """The claim is the batch's row lock (decision 0103): the dead worker's transaction
+        rolls back, nothing is left ``sending`` under a lease, the next drain sends it."""
         letter_id = await schedule_offer_reminder(letter_engine)
-        claimed = await letter_engine.sender.claim(now=DUE)  # ... and the process dies here
-        assert [c.id for c in claimed] == [letter_id]
-        report = await letter_engine.sender.drain(now=DUE + timedelta(seconds=30))
-        assert report.claimed == 0  # still leased by the dead worker
-        lease = letter_engine.sender.config.lease
-        await letter_engine.sender.drain(now=DUE + lease)
+        in_gateway = asyncio.Event()
+
+        async def hanging_gateway(request: httpx.Request) -> httpx.Response:
+            in_gateway.set()
+            await asyncio.Event().wait()  # never answers: the worker dies here
+            raise AssertionError("not reached")
+
+        route = router.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=hanging_gateway)
+        drain = asyncio.create_task(letter_engine.sender.drain(now=DUE))
+        await asyncio.wait_for(in_gateway.wait(), 5)
+        drain.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await drain
         [letter] = await letter_engine.letters(id=letter_id)
-        assert letter.status == LetterStatus.sent
+        assert (letter.status, letter.lease_until, letter.attempts) == (
+            LetterStatus.scheduled,
+            None,
+            0,
+        )
+        route.side_effect = gateway.handle
+        report = await letter_engine.sender.drain(now=DUE)
+        assert (report.claimed, report.sent) == (1, 1)
         assert [i["idempotency_key"] for i in gateway.sent] == [f"letter-{letter_id}"]
 
     async def test_a_worker_killed_after_the_gateway_accepted_is_not_sent_twice(
@@ -173,27 +191,57 @@ class TestCrashSafety:
                 await letter_engine.sender.drain(now=DUE)
         assert len(gateway.sent) == 1  # the provider has it
         [letter] = await letter_engine.letters(id=letter_id)
-        assert letter.status == LetterStatus.sending  # but it was never marked
-        await letter_engine.sender.drain(now=DUE + letter_engine.sender.config.lease)
+        assert letter.status == LetterStatus.scheduled  # but it was never marked
+        await letter_engine.sender.drain(now=DUE)  # due again at once: no lease to wait out
         [letter] = await letter_engine.letters(id=letter_id)
         assert letter.status == LetterStatus.sent
         assert gateway.calls == 2  # asked again, with the same key ...
         assert len(gateway.sent) == 1  # ... and answered from the gateway's store
 
+    async def test_a_letter_an_earlier_version_left_sending_is_taken_after_its_lease(
+        self, letter_engine: Engine, gateway: RecordingGateway
+    ) -> None:
+        """Before decision 0103 the drain committed ``sending`` with a lease: such a row (a
+        worker of that version died) is sent once its lease ran out, not before."""
+        letter_id = await schedule_offer_reminder(letter_engine)
+        async with session_scope(letter_engine.sessionmaker) as session:
+            await session.execute(
+                text(
+                    "UPDATE notifier.letters SET status = 'sending', lease_until = :until,"
+                    " lease_token = gen_random_uuid() WHERE id = :id"
+                ),
+                {"until": DUE + timedelta(minutes=2), "id": letter_id},
+            )
+        assert (await letter_engine.sender.drain(now=DUE + timedelta(minutes=1))).claimed == 0
+        report = await letter_engine.sender.drain(now=DUE + timedelta(minutes=2))
+        assert (report.claimed, report.sent) == (1, 1)
+        [letter] = await letter_engine.letters(id=letter_id)
+        assert (letter.status, letter.lease_until, letter.lease_token) == (
+            LetterStatus.sent,
+            None,
+            None,
+        )
+        assert len(gateway.sent_for(OFFER)) == 1
+
 
 class TestCancellationRacingTheDrain:
-    async def test_a_cancel_committed_after_the_claim_wins(
+    async def test_a_row_a_cancel_holds_is_passed_over_and_the_cancel_wins(
         self, letter_engine: Engine, gateway: RecordingGateway
     ) -> None:
         letter_id = await schedule_offer_reminder(letter_engine)
-        letter_engine.clock.set(DUE)
-        claimed = await letter_engine.sender.claim(now=DUE)
-        cancel = event_body(
-            "client.activated", payload={"payment_type": "prepaid"}, occurred_at=DUE
-        )
-        await letter_engine.handle(cancel)
-        report = await letter_engine.sender.deliver(claimed, now=DUE)
-        assert (report.lost, report.sent) == (1, 0)
+        async with session_scope(letter_engine.sessionmaker) as cancel:
+            # the lock a cancel's UPDATE takes, held while the drain runs
+            await cancel.execute(
+                text("SELECT id FROM notifier.letters WHERE id = :id FOR UPDATE"),
+                {"id": letter_id},
+            )
+            report = await asyncio.wait_for(letter_engine.sender.drain(now=DUE), 10)
+            assert report.claimed == 0  # skipped, not waited for
+            await cancel.execute(
+                text("UPDATE notifier.letters SET status = 'cancelled' WHERE id = :id"),
+                {"id": letter_id},
+            )
+        assert (await letter_engine.sender.drain(now=DUE)).claimed == 0
         [letter] = await letter_engine.letters(id=letter_id)
         assert letter.status == LetterStatus.cancelled
         assert gateway.sent_for(OFFER) == []
@@ -213,6 +261,8 @@ class TestCancellationRacingTheDrain:
         router.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=slow_gateway)
         drain = asyncio.create_task(letter_engine.sender.drain(now=DUE))
         await asyncio.wait_for(in_gateway.wait(), 5)
+        [letter] = await letter_engine.letters(id=letter_id)
+        assert letter.status == LetterStatus.scheduled  # held by the row lock alone (0103)
         cancel = event_body(
             "client.activated", payload={"payment_type": "prepaid"}, occurred_at=DUE
         )

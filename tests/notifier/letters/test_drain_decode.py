@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import uuid
 from typing import Any
 
 import pytest
@@ -88,11 +87,11 @@ def test_random_documents_decode_as_json_does() -> None:
         same(value(0))
 
 
-async def test_the_drain_claim_matches_the_repository_claim(
+async def test_the_drain_claim_returns_the_stored_rows(
     letter_engine: Engine, upstream: Any
 ) -> None:
-    """The drain's claim (context as text) returns what ``repository.claim_due`` would: the
-    stored contexts as the engine's jsonb codec decodes them, the other columns unchanged."""
+    """The drain's claim (context as text) returns the stored rows as the engine reads them:
+    the contexts as its jsonb codec decodes them, the other columns unchanged."""
     await schedule_offer_reminders(letter_engine, upstream, 3)
     async with session_scope(letter_engine.sessionmaker) as session:
         await session.execute(
@@ -107,14 +106,10 @@ async def test_the_drain_claim_matches_the_repository_claim(
         }
     sender = letter_engine.sender
     async with session_scope(letter_engine.sessionmaker) as session:
-        token = uuid.uuid4()
-        claimed = await drain_sql.claim_due(
-            session, now=DUE, lease_until=DUE, token=token, limit=sender.config.batch_size
-        )
+        claimed = await drain_sql.lock_due(session, now=DUE, limit=sender.config.batch_size)
     assert sorted(c.id for c in claimed) == sorted(stored)
     for c in claimed:
         fields = (c.id, c.letter, c.client_id, c.contract_id, c.channel, c.recipient, c.locale)
         fields += (c.context, c.attempts, c.send_at, c.expires_at)
         assert fields == stored[c.id]
         assert _shape(c.context) == _shape(stored[c.id][7])
-        assert c.lease_token == token

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import respx
 from notifier.letters import drain as drain_module
-from notifier.letters import repository
+from notifier.letters import drain_sql, repository
 from notifier.letters.drain import LetterSender
 from notifier.letters.repository import Claimed
 from notifier_common.db import session_scope
@@ -34,7 +34,8 @@ async def test_a_claimed_context_is_the_stored_json_with_big_integers_intact(
         )
         rows = await session.execute(text("SELECT id, context FROM notifier.letters"))
         stored = {row[0]: row[1] for row in rows}
-    claimed = await letter_engine.sender.claim(now=DUE)
+    async with session_scope(letter_engine.sessionmaker) as session:
+        claimed = await drain_sql.lock_due(session, now=DUE, limit=10)
     assert {c.id: c.context for c in claimed} == stored
     [first] = [c for c in claimed if c.id == min(stored)]
     assert first.context["big"] == BIG
@@ -50,9 +51,9 @@ async def test_the_send_holds_the_rows_without_their_contexts(
     seen: list[Claimed] = []
     original = sender._send
 
-    async def send(claimed: Any, *args: Any, **kwargs: Any) -> Any:
+    async def send(session: Any, claimed: Any, *args: Any, **kwargs: Any) -> Any:
         seen.extend(claimed)
-        return await original(claimed, *args, **kwargs)
+        return await original(session, claimed, *args, **kwargs)
 
     sender._send = send  # type: ignore[method-assign]
     report = await sender.drain(now=DUE)

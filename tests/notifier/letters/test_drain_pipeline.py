@@ -1,4 +1,4 @@
-"""The drain's lanes (docs/decisions/0045): several claim -> deliver loops side by side."""
+"""The drain's lanes (docs/decisions/0045): several lock -> send -> commit loops side by side."""
 
 from __future__ import annotations
 
@@ -73,16 +73,16 @@ async def test_claim_and_prepare_take_turns_while_batches_overlap_at_the_gateway
     configure(letter_engine.sender, batch_size=2, concurrency=3)
     preparing, most_preparing, at_gateway, most_at_gateway = 0, 0, 0, 0
     sender = letter_engine.sender
-    original_prepare, original_claim = sender._prepare, sender._claim_and_look_up
+    original_prepare, original_look_up = sender._prepare, sender._look_up
     claims = 0
     another_claimed = asyncio.Event()
 
-    async def claim(*, now: Any) -> Any:
+    async def look_up(session: Any, claimed: list[Claimed]) -> Any:  # once per locked batch
         nonlocal claims
         claims += 1
         if claims >= 2:
             another_claimed.set()
-        return await original_claim(now=now)
+        return await original_look_up(session, claimed)
 
     async def prepare(claimed: list[Claimed], lookups: Any, *, now: Any) -> Any:
         nonlocal preparing, most_preparing
@@ -111,7 +111,7 @@ async def test_claim_and_prepare_take_turns_while_batches_overlap_at_the_gateway
         return gateway.handle(request)
 
     sender._prepare = prepare  # type: ignore[method-assign]
-    sender._claim_and_look_up = claim  # type: ignore[method-assign]
+    sender._look_up = look_up  # type: ignore[method-assign]
     router.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=slow_gateway)
     report = await letter_engine.sender.drain(now=DUE)
     assert (report.batches, report.sent) == (3, 6)
@@ -125,13 +125,13 @@ async def test_lanes_claim_disjoint_batches_and_send_each_letter_once(
     await schedule_offer_reminders(letter_engine, upstream, 25)
     configure(letter_engine.sender, batch_size=2, concurrency=4)
     offered: Counter[str] = Counter()
-    tokens: set[str] = set()
+    batches: list[set[int]] = []
     original_send = letter_engine.sender._send
 
-    async def send(claimed: list[Claimed], *args: Any, now: Any) -> BatchReport:
-        tokens.add(str(claimed[0].lease_token))
+    async def send(session: Any, claimed: list[Claimed], *args: Any, now: Any) -> BatchReport:
+        batches.append({c.id for c in claimed})
         await asyncio.sleep(0)  # let the other lanes claim meanwhile
-        return await original_send(claimed, *args, now=now)
+        return await original_send(session, claimed, *args, now=now)
 
     letter_engine.sender._send = send  # type: ignore[method-assign]
 
@@ -143,7 +143,8 @@ async def test_lanes_claim_disjoint_batches_and_send_each_letter_once(
     router.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=counting)
     report = await letter_engine.sender.drain(now=DUE)
     assert (report.batches, report.claimed, report.sent) == (13, 25, 25)
-    assert len(tokens) == 13  # every batch its own claim and lease token
+    assert len(batches) == 13
+    assert len(set().union(*batches)) == sum(map(len, batches)) == 25  # no letter in two
     assert len(offered) == 25
     assert set(offered.values()) == {1}
     letters = await letter_engine.letters(letter=OFFER)
@@ -169,7 +170,7 @@ async def test_a_failing_lane_stops_the_others_and_its_error_is_raised_as_is(
     blocked = asyncio.Event()  # never set: the other lanes wait here until cancelled
     cancelled = 0
 
-    async def send(claimed: list[Claimed], *args: Any, now: Any) -> BatchReport:
+    async def send(session: Any, claimed: list[Claimed], *args: Any, now: Any) -> BatchReport:
         nonlocal started, cancelled
         started += 1
         if started == 3:
@@ -186,6 +187,9 @@ async def test_a_failing_lane_stops_the_others_and_its_error_is_raised_as_is(
         await asyncio.wait_for(letter_engine.sender.drain(now=DUE), 10)
     assert cancelled == 2
     assert gateway.calls == 0
+    # every lane's transaction rolled back: its letters were never claimed for good
+    letters = await letter_engine.letters(letter=OFFER)
+    assert {row.status for row in letters} == {LetterStatus.scheduled}
 
 
 def test_the_lane_count_is_a_setting(settings: NotifierSettings) -> None:
@@ -211,16 +215,16 @@ class CountingSessions:
         return self.factory()
 
 
-async def test_a_batch_is_claimed_looked_up_and_sent_in_two_transactions(
+async def test_a_batch_is_locked_looked_up_sent_and_recorded_in_one_transaction(
     letter_engine: Engine, gateway: RecordingGateway, router: respx.MockRouter, upstream: Any
 ) -> None:
-    """Decision 0083: the settings and suppressions a batch needs are read in the claim's
-    transaction (a session of their own cost a checkout and two round trips more)."""
+    """Decision 0103 (after 0083): the claim is the batch's row lock, so the look-ups, the
+    gateway call and the record share its transaction; no ``sending`` version is written."""
     await schedule_offer_reminders(letter_engine, upstream, 3)
     configure(letter_engine.sender, batch_size=10, concurrency=1)
     sessions = CountingSessions(letter_engine.sender.sessionmaker)
     letter_engine.sender.sessionmaker = sessions  # type: ignore[assignment]
     report = await letter_engine.sender.drain(now=DUE)
     assert (report.batches, report.sent) == (1, 3)
-    # claim + look-ups, then lock + send + record; then the claim that finds nothing due
-    assert sessions.opened == 3
+    # the batch's transaction; then the lock that finds nothing due
+    assert sessions.opened == 2

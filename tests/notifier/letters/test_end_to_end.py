@@ -110,7 +110,9 @@ async def test_a_crash_after_the_real_gateway_accepted_sends_once(
         m.setattr(repository, "update_letters", crash)
         with pytest.raises(ConnectionResetError):
             await real_engine.sender.drain(now=due)
-    await real_engine.sender.drain(now=due + real_engine.sender.config.lease)
+    # rolled back: due again at once, no lease to wait out (decision 0103)
+    assert {x.status for x in await real_engine.letters()} == {LetterStatus.scheduled}
+    await real_engine.sender.drain(now=due)
     letters = await real_engine.letters()
     assert {x.status for x in letters} == {LetterStatus.sent}
     async with sessionmaker() as s:

@@ -108,7 +108,8 @@ class TestImmediateSends:
         paused = PausedGateway(letter_engine)
         task = asyncio.create_task(letter_engine.sender.send_now(ids))
         await asyncio.wait_for(paused.reached.wait(), 5)
-        assert await letter_engine.sender.claim(now=letter_engine.clock()) == []
+        drained = await letter_engine.sender.drain(now=letter_engine.clock())
+        assert (drained.claimed, drained.batches) == (0, 0)
         assert await statuses(letter_engine) == {LetterStatus.scheduled}
         paused.release.set()
         report = await task

@@ -72,7 +72,6 @@ def expected_render(letter: Any, engine: Engine) -> Any:
         attempts=0,
         send_at=letter.send_at,
         expires_at=letter.expires_at,
-        lease_token=uuid.uuid4(),
     )
     return render(letter.letter, letter.locale, render_context(claimed, engine.sender.config))
 

@@ -32,18 +32,30 @@ def metadata_for(schema: str) -> MetaData:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, app_name: str = "notifier", pre_ping: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    app_name: str = "notifier",
+    pre_ping: bool = False,
+    idle_in_transaction_seconds: float | None = None,
 ) -> AsyncEngine:
     """The services' engine. A pooled connection the server closed (a restart, a terminated
     backend, an idle timeout) is replaced at checkout at no cost: asyncpg already knows it is
     closed (decision 0089). ``pre_ping=True`` adds SQLAlchemy's ping, three round trips per
-    checkout (``BEGIN``, ``;``, ``ROLLBACK``), for a connection that died without telling."""
+    checkout (``BEGIN``, ``;``, ``ROLLBACK``), for a connection that died without telling.
+    ``idle_in_transaction_seconds``: the server ends a session that sits this long inside a
+    transaction without a statement (its locks are released; the client's next statement
+    fails with a closed connection)."""
+    server_settings = {"application_name": app_name}
+    if idle_in_transaction_seconds is not None:
+        ms = int(idle_in_transaction_seconds * 1000)
+        server_settings["idle_in_transaction_session_timeout"] = str(ms)
     engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
-        connect_args={"server_settings": {"application_name": app_name}},
+        connect_args={"server_settings": server_settings},
     )
     event.listen(engine.sync_engine, "checkout", _discard_closed)
     return engine

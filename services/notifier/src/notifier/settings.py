@@ -5,7 +5,7 @@ from functools import lru_cache
 
 from notifier_common.publisher import DEFAULT_QUEUE
 from notifier_common.settings import DEFAULT_SECRET, ServiceSettings
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -75,7 +75,12 @@ class NotifierSettings(ServiceSettings):
         description="Batches one worker's drain has in flight at once (lanes, decision 0045).",
     )
     letters_lease_seconds: int = Field(
-        120, ge=5, description="A claimed letter not marked within this is claimed again."
+        120,
+        ge=5,
+        description=(
+            "A worker transaction idle this long (a hung process holding a batch of letters"
+            " locked) is ended by PostgreSQL and its letters are due again."
+        ),
     )
     letters_max_attempts: int = Field(
         8, ge=1, description="Delivery tries before a letter with transient errors is failed."
@@ -112,6 +117,18 @@ class NotifierSettings(ServiceSettings):
 
     def _secrets(self) -> dict[str, str]:
         return {"secret_key": self.secret_key, "gateway_token": self.gateway_token}
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_gateway_call(self) -> NotifierSettings:
+        """A drain batch's transaction sits idle through its gateway call: a bound no longer
+        than the call's timeout would end healthy batches (decision 0103)."""
+        if self.letters_lease_seconds <= self.gateway_timeout:
+            raise ValueError(
+                f"NOTIFIER_LETTERS_LEASE_SECONDS ({self.letters_lease_seconds}) must exceed"
+                f" NOTIFIER_GATEWAY_TIMEOUT ({self.gateway_timeout}): a batch's transaction"
+                " waits for its gateway call"
+            )
+        return self
 
 
 @lru_cache

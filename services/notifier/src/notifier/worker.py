@@ -57,7 +57,6 @@ def delivery_config(settings: NotifierSettings) -> DeliveryConfig:
     return DeliveryConfig(
         batch_size=settings.gateway_batch_size,
         concurrency=settings.letters_drain_concurrency,
-        lease=timedelta(seconds=settings.letters_lease_seconds),
         max_attempts=settings.letters_max_attempts,
         backoff_base=settings.letters_backoff_base,
         backoff_cap=settings.letters_backoff_cap,
@@ -180,6 +179,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         pool_size=settings.db_pool_size,
         app_name="notifier-worker",
         pre_ping=False,  # a dropped connection fails the job, which arq retries (decision 0040)
+        # a hung worker's drain batch (its row locks are the claim, decision 0103) is released
+        # by the server: the transaction ends, the letters are due again for the other workers
+        idle_in_transaction_seconds=settings.letters_lease_seconds,
     )
     ctx["sessionmaker"] = create_sessionmaker(ctx["engine"])
     start_clients(ctx, settings)

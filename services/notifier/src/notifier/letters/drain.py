@@ -1,11 +1,14 @@
 """Delivery: claim due letters in batches, send each batch in one gateway call, record results.
 
-Race-proof against cancellation (docs/decisions/0020-race-proof-cancellation.md): a claimed
-batch is sent inside a transaction that first locks its rows ``FOR UPDATE`` (still ``sending``,
-still under this claim's lease token), and records the results before committing. A cancel that
-committed first removed its rows from the batch; a cancel that comes later waits for the lock and
-then finds them ``sent``. A crash leaves rows ``sending``; after the lease they are claimed again
-and the gateway answers the repeated idempotency key (``letter-<id>``) with its first result.
+Each batch is one transaction (decision 0103): lock due rows ``FOR UPDATE SKIP LOCKED`` (the
+claim is the row lock, as an immediate send's, decision 0090), read settings and suppressions,
+render, call the gateway, record the results and attempts, commit. Race-proof against
+cancellation (docs/decisions/0020-race-proof-cancellation.md): a cancel that committed first
+made its rows ``cancelled``, so they are not locked; a cancel holding a row is passed over; a
+cancel that comes later waits for the lock and then finds the row ``sent`` (or ``scheduled``
+again after a transient failure, which it cancels). A crash rolls the transaction back: the
+letters are due again at once, and the gateway answers the repeated idempotency key
+(``letter-<id>``) with its first result.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import asyncio
 import ctypes
 import functools
 import random
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +60,6 @@ Renderer = Callable[[str, str, Mapping[str, Any]], RenderedLetter]
 @dataclass(frozen=True)
 class DeliveryConfig:
     batch_size: int = 500
-    lease: timedelta = timedelta(seconds=120)
     max_attempts: int = 8
     backoff_base: float = 60.0
     backoff_cap: float = 3600.0
@@ -126,7 +127,6 @@ class BatchReport:
     failed: int = 0
     skipped: int = 0
     expired: int = 0
-    lost: int = 0  # cancelled (or reclaimed) between claim and send
     cancelled: int = 0  # an occurrence of a series that ended (``_series_ended``)
 
     def add(self, other: BatchReport) -> None:
@@ -202,12 +202,13 @@ class LetterSender:
         """Claim and deliver batches until nothing is due at ``now``.
 
         ``config.concurrency`` lanes run side by side (docs/decisions/0045), each a loop of
-        claim -> prepare -> send with its own claim (own lease token) and its own row-locked
-        transaction around its gateway call. Claim + prepare (CPU: rendering; re-check GETs)
-        take turns, one lane at a time, while the other lanes' batches are at the gateway: the
-        first batch leaves as early as with one lane and the lanes stay staggered.
-        ``max_batches`` bounds the batches of all lanes together. The first failure of a lane
-        cancels the others and is raised as is."""
+        one transaction per batch: lock due rows -> look up -> prepare -> send -> record ->
+        commit (decision 0103). Lock + prepare (CPU: rendering; re-check GETs) take turns, one
+        lane at a time, while the other lanes' batches are at the gateway: the first batch
+        leaves as early as with one lane and the lanes stay staggered. ``SKIP LOCKED`` keeps
+        the lanes' (and other workers') batches apart. ``max_batches`` bounds the batches of
+        all lanes together. The first failure of a lane cancels the others and is raised as
+        is (their transactions roll back: their letters are due again)."""
         at = now or self.clock()
         report = DrainReport()
         budget = max_batches
@@ -216,19 +217,24 @@ class LetterSender:
         async def lane() -> None:
             nonlocal budget
             while budget > 0:
-                async with turn:
-                    if budget <= 0:
-                        return
-                    budget -= 1
-                    claimed, lookups = await self._claim_and_look_up(now=at)
-                    if not claimed or lookups is None:
-                        budget = 0  # nothing due: the lanes waiting for their turn stop too
-                        return
-                    results, items = await self._prepare(claimed, lookups, now=at)
-                    claimed = _without_contexts(claimed)
-                batch = await self._send(claimed, results, items, now=at)
-                # dropped before this lane waits for its next turn (decision 0059)
-                del claimed, results, items
+                async with session_scope(self.sessionmaker) as session:
+                    async with turn:
+                        if budget <= 0:
+                            return
+                        budget -= 1
+                        claimed = await drain_sql.lock_due(
+                            session, now=at, limit=self.config.batch_size
+                        )
+                        if not claimed:
+                            budget = 0  # nothing due: the lanes waiting for their turn stop too
+                            return
+                        results, items = await self._prepare(
+                            claimed, await self._look_up(session, claimed), now=at
+                        )
+                        claimed = _without_contexts(claimed)
+                    batch = await self._send(session, claimed, results, items, now=at)
+                    # dropped before this lane waits for its next turn (decision 0059)
+                    del claimed, results, items
                 report.batches += 1
                 report.add(batch)
 
@@ -244,12 +250,11 @@ class LetterSender:
         """Send these letters now if still scheduled and due: the after-commit immediate send
         of freshly created letters, an operator's manual send (the drain is the net).
 
-        One transaction (decision 0090): lock the rows (``FOR UPDATE SKIP LOCKED``: a drain's
-        claim or a cancel holding one wins it), read the settings and suppressions, render,
-        call the gateway, record, commit. The row lock is the claim, so no ``sending`` row or
-        lease is written: if the process dies on the way, the transaction rolls back and the
-        letters are simply still due, for the drain (the gateway answers the repeated key with
-        its first result)."""
+        One transaction (decision 0090), as a drain's batch: lock the rows (``FOR UPDATE SKIP
+        LOCKED``: a drain or a cancel holding one wins it), read the settings and
+        suppressions, render, call the gateway, record, commit. If the process dies on the
+        way, the transaction rolls back and the letters are simply still due, for the drain
+        (the gateway answers the repeated key with its first result)."""
         now = self.clock()
         async with session_scope(self.sessionmaker) as session:
             claimed = await repository.lock_due_ids(session, letter_ids, now=now)
@@ -258,31 +263,7 @@ class LetterSender:
             lookups = await self._look_up(session, claimed)
             results, items = await self._prepare(claimed, lookups, now=now)
             claimed = _without_contexts(claimed)
-            report = await self._send_locked(
-                session, claimed, {c.id for c in claimed}, results, items, now=now
-            )
-        log.info("letters.drain_batch", **_counts(report))
-        return report
-
-    async def claim(self, *, now: datetime) -> list[Claimed]:
-        async with session_scope(self.sessionmaker) as session:
-            return await self._claim_due(session, now=now)
-
-    async def _claim_due(self, session: AsyncSession, *, now: datetime) -> list[Claimed]:
-        return await drain_sql.claim_due(  # contexts decoded exactly, by orjson (0065)
-            session,
-            now=now,
-            lease_until=now + self.config.lease,
-            token=uuid.uuid4(),
-            limit=self.config.batch_size,
-        )
-
-    async def _claim_and_look_up(self, *, now: datetime) -> tuple[list[Claimed], _Lookups | None]:
-        """The claim, and the settings and suppressions its letters need, in one transaction
-        (decision 0083: a session of their own cost a checkout and two round trips more)."""
-        async with session_scope(self.sessionmaker) as session:
-            claimed = await self._claim_due(session, now=now)
-            return claimed, (await self._look_up(session, claimed) if claimed else None)
+            return await self._send(session, claimed, results, items, now=now)
 
     async def _look_up(self, session: AsyncSession, claimed: Sequence[Claimed]) -> _Lookups:
         names = sorted({c.letter for c in claimed if c.letter in self.catalog})
@@ -323,59 +304,31 @@ class LetterSender:
                     out[c.id] = f"cancelled by {row.event_type} {row.event_id} (series ended)"
         return out
 
-    async def deliver(self, claimed: Sequence[Claimed], *, now: datetime) -> BatchReport:
-        """Decide, send in one gateway call and record rows claimed by ``claim`` — under row
-        locks (see module doc); the drain's lanes do the same with their look-ups read in the
-        claim's transaction."""
-        if not claimed:
-            return BatchReport()
-        async with self.sessionmaker() as session:
-            lookups = await self._look_up(session, claimed)
-        results, items = await self._prepare(claimed, lookups, now=now)
-        return await self._send(_without_contexts(claimed), results, items, now=now)
-
     async def _send(
-        self,
-        claimed: Sequence[Claimed],
-        results: dict[int, Result],
-        items: dict[int, bytes],
-        *,
-        now: datetime,
-    ) -> BatchReport:
-        """Lock the rows still ours, send the prepared items in one gateway call, record."""
-        async with session_scope(self.sessionmaker) as session:
-            live = await repository.lock_claimed(
-                session, [c.id for c in claimed], claimed[0].lease_token
-            )
-            report = await self._send_locked(session, claimed, live, results, items, now=now)
-        log.info("letters.drain_batch", **_counts(report))
-        return report
-
-    async def _send_locked(
         self,
         session: AsyncSession,
         claimed: Sequence[Claimed],
-        live: set[int],
         results: dict[int, Result],
         items: dict[int, bytes],
         *,
         now: datetime,
     ) -> BatchReport:
-        """Send the ``live`` letters (locked by this transaction) in one gateway call and
-        record every one of them; the caller commits."""
-        report = BatchReport(claimed=len(claimed), lost=len(claimed) - len(live))
+        """Send the prepared items of the ``claimed`` letters (locked by this transaction) in
+        one gateway call and record every letter; the caller commits."""
+        report = BatchReport(claimed=len(claimed))
         by_id = {c.id: c for c in claimed}
-        to_send = [(idempotency_key(i), items.pop(i)) for i in sorted(live) if i in items]
+        to_send = [(idempotency_key(i), items.pop(i)) for i in sorted(by_id) if i in items]
         answers = await self.gateway.send_encoded(to_send) if to_send else {}
         del to_send
-        for letter_id in live:
+        for letter_id, c in by_id.items():
             if letter_id not in results:
                 results[letter_id] = self._from_gateway(
-                    by_id[letter_id], answers[idempotency_key(letter_id)], now=now
+                    c, answers[idempotency_key(letter_id)], now=now
                 )
-        await self._record(session, [(by_id[i], results[i]) for i in sorted(live)], now=now)
-        for letter_id in live:
+        await self._record(session, [(by_id[i], results[i]) for i in sorted(by_id)], now=now)
+        for letter_id in by_id:
             report.count(results[letter_id].status)
+        log.info("letters.drain_batch", **_counts(report))
         return report
 
     # ---- deciding -------------------------------------------------------------------------
@@ -718,7 +671,7 @@ def _trigger_time(c: Claimed) -> datetime | None:
 
 def _without_contexts(claimed: Sequence[Claimed]) -> list[Claimed]:
     """The claimed rows without their contexts, once rendered: the send and the record need
-    ids, attempts, send_at and the token only (a batch's decoded contexts are several MB)."""
+    ids, attempts and send_at only (a batch's decoded contexts are several MB)."""
     return [
         Claimed(
             c.id,
@@ -732,7 +685,6 @@ def _without_contexts(claimed: Sequence[Claimed]) -> list[Claimed]:
             c.attempts,
             c.send_at,
             c.expires_at,
-            c.lease_token,
         )
         for c in claimed
     ]
@@ -781,6 +733,5 @@ def _counts(report: BatchReport) -> dict[str, int]:
         "failed": report.failed,
         "skipped": report.skipped,
         "expired": report.expired,
-        "lost": report.lost,
         "cancelled": report.cancelled,
     }

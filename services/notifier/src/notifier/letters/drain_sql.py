@@ -1,16 +1,22 @@
-"""The drain's own claim query: contexts as JSON text, decoded exactly and fast (decision 0065).
+"""The drain's claim: due letters locked for the batch's transaction, contexts decoded fast.
 
-Through the engine's jsonb codec each context was decoded by stdlib ``json.loads`` (~10 % of
-the drain worker's CPU in the issue 7 profile). Here the repository's claim statement returns
-``context::text`` and :func:`loads_exact` decodes it: orjson, unless the text holds
-a run of 19 or more digits, where the standard library decodes it, so an integer beyond 64 bits
-stays an exact ``int`` (orjson would make it a float, decision 0058).
+The claim is the row lock (decision 0103, as the immediate send's since decision 0090): the
+drain's transaction locks a batch of due rows (``FOR UPDATE SKIP LOCKED``: rows another drain
+lane, an immediate send or a cancel holds are passed over), sends them and records the results
+before it commits. No ``sending`` version of the row is written; a crash rolls the transaction
+back and the letters are due again. Rows an earlier version left ``sending`` (its claim
+committed with a lease) are taken once their lease ran out.
+
+Contexts come back as JSON text, decoded by :func:`loads_exact` (decision 0065): through the
+engine's jsonb codec each was decoded by stdlib ``json.loads`` (~10 % of the drain worker's
+CPU in the issue 7 profile); orjson is used unless the text holds a run of 19 or more digits,
+where the standard library decodes it, so an integer beyond 64 bits stays an exact ``int``
+(orjson would make it a float, decision 0058).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -19,31 +25,39 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier.letters import repository
 from notifier.letters.repository import Claimed
 
-#: ``repository``'s claim with the context returned as text: derived from its statement, so
-#: the two cannot drift apart (the ``RETURNING`` list stays in ``Claimed``'s field order)
-_CLAIM_DUE_SQL = repository._CLAIM_DUE_SQL.replace("l.context,", "CAST(l.context AS text),", 1)
-if _CLAIM_DUE_SQL.count("CAST(l.context AS text)") != 1:  # pragma: no cover - loud at import
-    raise RuntimeError("drain_sql: repository's claim no longer returns l.context")
+#: each branch selects ``Claimed``'s fields in order, the context as text
+_LOCK_DUE = text(
+    """
+WITH due AS (
+    SELECT l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
+        CAST(l.context AS text), l.attempts, l.send_at, l.expires_at
+    FROM notifier.letters AS l
+    WHERE l.status = 'scheduled' AND l.send_at <= :now
+    ORDER BY l.send_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), stale AS (
+    SELECT l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
+        CAST(l.context AS text), l.attempts, l.send_at, l.expires_at
+    FROM notifier.letters AS l
+    WHERE l.status = 'sending' AND l.lease_until <= :now
+    ORDER BY l.lease_until
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+SELECT * FROM due UNION ALL SELECT * FROM stale
+"""
+)
 _CONTEXT = [f.name for f in fields(Claimed)].index("context")
 
 
-async def claim_due(
-    session: AsyncSession,
-    *,
-    now: datetime,
-    lease_until: datetime,
-    token: uuid.UUID,
-    limit: int,
-) -> list[Claimed]:
-    """Claim due scheduled letters and letters whose lease ran out (a crashed worker's): the
-    repository's claim statement, with each context decoded by :func:`loads_exact`."""
-    result = await session.execute(
-        text(_CLAIM_DUE_SQL),
-        {"now": now, "lease_until": lease_until, "token": token, "limit": limit},
-    )
+async def lock_due(session: AsyncSession, *, now: datetime, limit: int) -> list[Claimed]:
+    """Lock up to ``limit`` letters due at ``now`` (and as many left ``sending`` past their
+    lease) for this transaction, each context decoded by :func:`loads_exact`. The caller sends
+    and records them before it commits (``LetterSender.drain``)."""
+    result = await session.execute(_LOCK_DUE, {"now": now, "limit": limit})
     at = _CONTEXT
     out = []
     for row in result:

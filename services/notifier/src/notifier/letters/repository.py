@@ -34,7 +34,8 @@ PENDING = (LetterStatus.scheduled, LetterStatus.sending)
 # 0.2 µs for these 12 fields), and a drain builds two per letter (decision 0102)
 @dataclass(slots=True)
 class Claimed:
-    """A letter this worker holds in ``sending`` under ``lease_token``."""
+    """A due letter this transaction holds locked (``FOR UPDATE``) until it sends and records
+    it: the claim is the row lock (decisions 0090, 0103)."""
 
     id: int
     letter: str
@@ -47,7 +48,6 @@ class Claimed:
     attempts: int
     send_at: datetime
     expires_at: datetime | None
-    lease_token: uuid.UUID
 
 
 # ---- event processing ---------------------------------------------------------------------
@@ -458,31 +458,10 @@ def _arrays(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[lis
 
 # ---- delivery -----------------------------------------------------------------------------
 
-_CLAIM_DUE_SQL = """
-WITH due AS (
-    SELECT id FROM notifier.letters
-    WHERE status = 'scheduled' AND send_at <= :now
-    ORDER BY send_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-), stale AS (
-    SELECT id FROM notifier.letters
-    WHERE status = 'sending' AND lease_until <= :now
-    ORDER BY lease_until
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE notifier.letters AS l
-SET status = 'sending', lease_until = :lease_until, lease_token = :token, updated_at = :now
-WHERE l.id IN (SELECT id FROM due UNION ALL SELECT id FROM stale)
-RETURNING l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
-    l.context, l.attempts, l.send_at, l.expires_at, l.lease_token
-"""
-
 _LOCK_DUE_IDS_SQL = text(
     """
 SELECT l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
-    l.context, l.attempts, l.send_at, l.expires_at, l.lease_token
+    l.context, l.attempts, l.send_at, l.expires_at
 FROM notifier.letters AS l
 WHERE l.id = ANY(:ids) AND l.status = 'scheduled' AND l.send_at <= :now
 ORDER BY l.id
@@ -505,24 +484,6 @@ async def lock_due_ids(
     skipped; the caller sends and records them before it commits."""
     result = await session.execute(_LOCK_DUE_IDS_SQL, {"ids": list(ids), "now": now})
     return _claimed(result)
-
-
-_LOCK_CLAIMED_SQL = text(
-    """
-SELECT id FROM notifier.letters
-WHERE id = ANY(:ids) AND status = 'sending' AND lease_token = :token
-ORDER BY id
-FOR UPDATE
-"""
-).bindparams(bindparam("ids", type_=ARRAY(BigInteger())))
-
-
-async def lock_claimed(session: AsyncSession, ids: Sequence[int], token: uuid.UUID) -> set[int]:
-    """Lock the claimed rows still ours and still ``sending`` (a cancel that won is excluded).
-    The ids go as one array: an ``IN`` list is a bind per letter (500 per batch) to encode,
-    plan and, for each new batch size, prepare again."""
-    result = await session.execute(_LOCK_CLAIMED_SQL, {"ids": list(ids), "token": token})
-    return set(result.scalars())
 
 
 _UPDATE_LETTERS_SQL = """

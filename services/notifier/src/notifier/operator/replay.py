@@ -68,7 +68,7 @@ async def drain_once(settings: NotifierSettings) -> dict[str, Any]:
     try:
         start_clients(ctx, settings)
         report = await build_sender(ctx).drain()
-        fields = ("claimed", "sent", "retried", "failed", "skipped", "expired", "lost")
+        fields = ("claimed", "sent", "retried", "failed", "skipped", "expired", "cancelled")
         return {"batches": report.batches, **{f: getattr(report, f) for f in fields}}
     finally:
         for name in ("gateway_http", "upstream_http"):
