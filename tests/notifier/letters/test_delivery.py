@@ -56,11 +56,17 @@ class TestGatewayOutcomes:
             "gateway_http_503",
             503,
         )
+        assert (letter.sent_at, letter.updated_at, attempt.created_at) == (None, DUE, DUE)
         gateway.fail_with = None
-        await letter_engine.sender.drain(now=letter.send_at)
+        retry_at = letter.send_at
+        await letter_engine.sender.drain(now=retry_at)
         [letter] = await letter_engine.letters(id=letter_id)
         assert (letter.status, letter.attempts) == (LetterStatus.sent, 2)
-        assert [a.outcome for a in await letter_engine.attempts(letter_id)] == ["transient", "ok"]
+        # the batch's time, written once per statement (issue 7): sent, updated, tried
+        assert (letter.sent_at, letter.updated_at, letter.send_at) == (retry_at, retry_at, retry_at)
+        tries = await letter_engine.attempts(letter_id)
+        assert [a.outcome for a in tries] == ["transient", "ok"]
+        assert [a.created_at for a in tries] == [DUE, retry_at]
 
     async def test_transient_failures_until_attempts_are_exhausted_fail_the_letter(
         self,

@@ -76,8 +76,7 @@ class Result:
 
     status: LetterStatus
     attempt: AttemptOutcome | None = None
-    send_at: datetime | None = None
-    sent_at: datetime | None = None
+    send_at: datetime | None = None  # a retry's new due time (None keeps the stored one)
     provider: str | None = None
     provider_message_id: str | None = None
     code: str | None = None
@@ -521,7 +520,7 @@ class LetterSender:
         }
         error = f"{answer.code}: {answer.reason}" if answer.code or answer.reason else None
         if answer.outcome == "accepted":
-            return Result(LetterStatus.sent, AttemptOutcome.ok, sent_at=now, **common)
+            return Result(LetterStatus.sent, AttemptOutcome.ok, **common)
         if answer.outcome == "skipped":
             reason = answer.code or answer.reason or "skipped by the gateway"
             return Result(
@@ -563,41 +562,31 @@ class LetterSender:
     async def _record(
         self, session: AsyncSession, outcomes: Sequence[tuple[Claimed, Result]], *, now: datetime
     ) -> None:
-        updates: list[dict[str, Any]] = []
-        attempts: list[dict[str, Any]] = []
+        letters, attempts = repository.LetterResults(), repository.AttemptRows()
         for c, r in outcomes:
-            tries = c.attempts + (1 if r.attempt is not None else 0)
-            updates.append(
-                {
-                    "id": c.id,
-                    "status": r.status,
-                    "send_at": r.send_at or c.send_at,
-                    "sent_at": r.sent_at,
-                    "provider_message_id": r.provider_message_id,
-                    "last_error": r.error[:2000] if r.error else None,
-                    "skip_reason": r.skip_reason[:200] if r.skip_reason else None,
-                    "attempts": tries,
-                    "updated_at": now,
-                    "cancel_reason": r.cancel_reason,
-                }
-            )
+            error = r.error[:2000] if r.error else None
+            tries = c.attempts
             if r.attempt is not None:
-                attempts.append(
-                    {
-                        "letter_id": c.id,
-                        "try_number": tries,
-                        "outcome": r.attempt,
-                        "status_code": r.status_code,
-                        "code": r.code,
-                        "error": r.error[:2000] if r.error else None,
-                        "provider": r.provider,
-                        "provider_message_id": r.provider_message_id,
-                        "duration_ms": r.duration_ms,
-                        "created_at": now,
-                    }
-                )
-        await repository.update_letters(session, updates)
-        await repository.insert_attempts(session, attempts)
+                tries += 1
+                attempts.letter_id.append(c.id)
+                attempts.try_number.append(tries)
+                attempts.outcome.append(r.attempt)
+                attempts.status_code.append(r.status_code)
+                attempts.code.append(r.code)
+                attempts.error.append(error)
+                attempts.provider.append(r.provider)
+                attempts.provider_message_id.append(r.provider_message_id)
+                attempts.duration_ms.append(r.duration_ms)
+            letters.id.append(c.id)
+            letters.status.append(r.status)
+            letters.send_at.append(r.send_at)
+            letters.provider_message_id.append(r.provider_message_id)
+            letters.last_error.append(error)
+            letters.skip_reason.append(r.skip_reason[:200] if r.skip_reason else None)
+            letters.attempts.append(tries)
+            letters.cancel_reason.append(r.cancel_reason)
+        await repository.update_letters(session, letters, now=now)
+        await repository.insert_attempts(session, attempts, now=now)
         for (letter, status), n in Counter((c.letter, r.status) for c, r in outcomes).items():
             LETTER_OUTCOMES.labels(letter, OUTCOME_NAMES[status]).inc(n)
         series = [(c, r) for c, r in outcomes if r.status in SERIES_GOES_ON and self._repeats(c)]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from operator import itemgetter
@@ -486,77 +485,82 @@ async def lock_due_ids(
     return _claimed(result)
 
 
+# The results of a batch as one array per column; what is the same for every row goes once
+# (``:now``): asyncpg encodes a timestamptz in ~0.7 us, against ~0.15 us for a NULL (issue 7).
+# A letter's ``sent_at`` is the batch's ``now`` when it was sent; ``send_at`` NULL keeps the
+# stored one (a retry gives the new one).
 _UPDATE_LETTERS_SQL = """
 UPDATE notifier.letters AS l
-SET status = r.status, send_at = r.send_at, sent_at = r.sent_at,
+SET status = r.status, send_at = COALESCE(r.send_at, l.send_at),
+    sent_at = CASE WHEN r.status = 'sent' THEN CAST(:now AS timestamptz) END,
     provider_message_id = r.provider_message_id, last_error = r.last_error,
     skip_reason = r.skip_reason, attempts = r.attempts, lease_until = NULL, lease_token = NULL,
-    updated_at = r.updated_at, cancel_reason = COALESCE(r.cancel_reason, l.cancel_reason)
+    updated_at = :now, cancel_reason = COALESCE(r.cancel_reason, l.cancel_reason)
 FROM unnest(CAST(:id AS bigint[]), CAST(:status AS text[]), CAST(:send_at AS timestamptz[]),
-    CAST(:sent_at AS timestamptz[]), CAST(:provider_message_id AS text[]),
-    CAST(:last_error AS text[]), CAST(:skip_reason AS text[]), CAST(:attempts AS int[]),
-    CAST(:updated_at AS timestamptz[]), CAST(:cancel_reason AS text[]))
-    AS r(id, status, send_at, sent_at, provider_message_id, last_error, skip_reason, attempts,
-         updated_at, cancel_reason)
+    CAST(:provider_message_id AS text[]), CAST(:last_error AS text[]),
+    CAST(:skip_reason AS text[]), CAST(:attempts AS int[]), CAST(:cancel_reason AS text[]))
+    AS r(id, status, send_at, provider_message_id, last_error, skip_reason, attempts,
+         cancel_reason)
 WHERE l.id = r.id
 """
 
 _INSERT_ATTEMPTS_SQL = """
 INSERT INTO notifier.attempts (letter_id, try_number, outcome, status_code, code, error,
     provider, provider_message_id, duration_ms, created_at)
-SELECT * FROM unnest(CAST(:letter_id AS bigint[]), CAST(:try_number AS int[]),
+SELECT r.*, CAST(:now AS timestamptz)
+FROM unnest(CAST(:letter_id AS bigint[]), CAST(:try_number AS int[]),
     CAST(:outcome AS text[]), CAST(:status_code AS int[]), CAST(:code AS text[]),
     CAST(:error AS text[]), CAST(:provider AS text[]), CAST(:provider_message_id AS text[]),
-    CAST(:duration_ms AS int[]), CAST(:created_at AS timestamptz[]))
+    CAST(:duration_ms AS int[]))
+    AS r(letter_id, try_number, outcome, status_code, code, error, provider,
+         provider_message_id, duration_ms)
 """
 
-_LETTER_UPDATE_COLUMNS = (
-    "id",
-    "status",
-    "send_at",
-    "sent_at",
-    "provider_message_id",
-    "last_error",
-    "skip_reason",
-    "attempts",
-    "updated_at",
-    "cancel_reason",
-)
-_ATTEMPT_COLUMNS = (
-    "letter_id",
-    "try_number",
-    "outcome",
-    "status_code",
-    "code",
-    "error",
-    "provider",
-    "provider_message_id",
-    "duration_ms",
-    "created_at",
-)
+
+@dataclass(slots=True)
+class LetterResults:
+    """A batch's delivery results, one list per column (``record_results``). Statuses and
+    outcomes go as the ``StrEnum`` members they are (asyncpg writes their text)."""
+
+    id: list[int] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    send_at: list[datetime | None] = field(default_factory=list)  # None: unchanged
+    provider_message_id: list[str | None] = field(default_factory=list)
+    last_error: list[str | None] = field(default_factory=list)
+    skip_reason: list[str | None] = field(default_factory=list)
+    attempts: list[int] = field(default_factory=list)
+    cancel_reason: list[str | None] = field(default_factory=list)  # None: keep the stored one
 
 
-def _columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
-    """Rows -> one array per column (enum members as their values)."""
-    return {
-        name: [v.value if isinstance(v, enum.Enum) else v for v in (row[name] for row in rows)]
-        for name in names
-    }
+@dataclass(slots=True)
+class AttemptRows:
+    """A batch's attempts, one list per column (``record_results``)."""
+
+    letter_id: list[int] = field(default_factory=list)
+    try_number: list[int] = field(default_factory=list)
+    outcome: list[str] = field(default_factory=list)
+    status_code: list[int | None] = field(default_factory=list)
+    code: list[str | None] = field(default_factory=list)
+    error: list[str | None] = field(default_factory=list)
+    provider: list[str | None] = field(default_factory=list)
+    provider_message_id: list[str | None] = field(default_factory=list)
+    duration_ms: list[int | None] = field(default_factory=list)
 
 
-async def update_letters(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Record delivery results by primary key, one statement (arrays, not a row per bind).
+async def update_letters(session: AsyncSession, rows: LetterResults, *, now: datetime) -> None:
+    """Record delivery results by primary key, one statement (arrays, not a row per bind);
+    ``updated_at`` is ``now``, and ``sent_at`` too for a letter now ``sent``. The lease of a
+    row an earlier version left ``sending`` is released."""
+    if rows.id:
+        params = {name: getattr(rows, name) for name in LetterResults.__dataclass_fields__}
+        await session.execute(text(_UPDATE_LETTERS_SQL), {**params, "now": now})
 
-    Each row: id, status, send_at, sent_at, provider_message_id, last_error, skip_reason,
-    attempts, updated_at, cancel_reason (None keeps the stored one); the lease is always
-    released."""
-    if rows:
-        await session.execute(text(_UPDATE_LETTERS_SQL), _columns(rows, _LETTER_UPDATE_COLUMNS))
 
-
-async def insert_attempts(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        await session.execute(text(_INSERT_ATTEMPTS_SQL), _columns(rows, _ATTEMPT_COLUMNS))
+async def insert_attempts(session: AsyncSession, rows: AttemptRows, *, now: datetime) -> None:
+    """One row per delivery try, created at ``now``, in one statement."""
+    if rows.letter_id:
+        params = {name: getattr(rows, name) for name in AttemptRows.__dataclass_fields__}
+        await session.execute(text(_INSERT_ATTEMPTS_SQL), {**params, "now": now})
 
 
 _NEXT_OCCURRENCES_SQL = """
