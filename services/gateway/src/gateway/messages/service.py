@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import orjson
 from notifier_common.db import autocommit_sessionmaker, retry_on_disconnect, session_scope
-from notifier_common.ids import uuid4s
+from notifier_common.ids import uuid7s
 from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -230,7 +230,7 @@ class MessageService:
         self, items: Sequence[BatchItem], hashes: Sequence[str], documents: RequestDocuments
     ) -> dict[str, ItemResult]:
         """``items``: unique keys in key order, ``documents`` their request JSON."""
-        ids = uuid4s(len(items))
+        ids = uuid7s(len(items))
         claims = [
             self._new_claim(item, h, item.message.received_json or documents[n], ids[n])
             for n, (item, h) in enumerate(zip(items, hashes, strict=True))

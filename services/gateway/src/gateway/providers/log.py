@@ -27,7 +27,7 @@ from notifier_common.db import (
     create_sessionmaker,
     session_scope,
 )
-from notifier_common.ids import random_hex
+from notifier_common.ids import ordered_hex
 from notifier_common.logging import get_logger, mask_email
 from sqlalchemy import LargeBinary, String, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -75,7 +75,7 @@ class LogProvider(Provider):
         return (await self.send_many([message]))[0]
 
     async def send_many(self, messages: Sequence[Message]) -> list[SendResult]:
-        ids = [f"log-{digits}" for digits in random_hex(len(messages))]
+        ids = [f"log-{digits}" for digits in ordered_hex(len(messages))]
         if self._sessionmaker is not None:
             copies = self._copies
             stored = [i for i, m in enumerate(messages) if copies and m.stored_as is not None]
