@@ -283,6 +283,32 @@ class TestCancellationRacingTheDrain:
         assert letter.cancel_reason is None
         assert len(gateway.sent_for(OFFER)) == 1
 
+    async def test_an_operator_cancel_waits_for_a_failing_batch_then_cancels_for_good(
+        self, letter_engine: Engine, gateway: RecordingGateway
+    ) -> None:
+        """Decision 0103: before, a drained letter read ``sending`` and the cancel answered 409
+        at once; now it waits for the batch and, the send having failed (``scheduled`` for a
+        retry), cancels it, and no later drain sends it."""
+        from tests.notifier.letters.test_immediate import PausedGateway, operator_cancel
+
+        letter_id = await schedule_offer_reminder(letter_engine)
+        paused = PausedGateway(letter_engine)
+        gateway.fail_with = 503
+        drain = asyncio.create_task(letter_engine.sender.drain(now=DUE))
+        await asyncio.wait_for(paused.reached.wait(), 5)
+        cancel = asyncio.create_task(operator_cancel(letter_engine, letter_id))
+        await asyncio.sleep(0.2)
+        assert not cancel.done()  # waiting for the batch's row lock
+        paused.release.set()
+        assert (await drain).retried == 1
+        assert await cancel is True
+        gateway.fail_with = None
+        paused.restore()
+        assert (await letter_engine.sender.drain(now=DUE + timedelta(hours=3))).claimed == 0
+        [letter] = await letter_engine.letters(id=letter_id)
+        assert letter.status == LetterStatus.cancelled
+        assert gateway.sent_for(OFFER) == []
+
 
 def test_gateway_request_body_matches_the_gateway_contract() -> None:
     from notifier.gateway_client import GatewayItem, GatewayMessage, GatewayRecipient

@@ -113,8 +113,11 @@ async def get_letter(letter_id: LetterId, session: Session, _: LettersReader) ->
     response_model=LetterOut,
     summary="Cancel a scheduled letter",
     description=(
-        "Only a `scheduled` letter can be cancelled; any other state (a worker is `sending` it, "
-        "or it already ended) answers 409. The reason is stored with the operator's token name."
+        "Only a `scheduled` letter can be cancelled; any other state (it already ended) answers "
+        "409. A letter a worker is sending right now is locked by that send: the cancel waits "
+        "for it (at most the gateway timeout), then answers 409 if it went out, or cancels it "
+        "if the send failed and it is due again. The reason is stored with the operator's "
+        "token name."
     ),
     responses=problem_responses(404, 409),
 )

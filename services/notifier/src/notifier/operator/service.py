@@ -91,8 +91,10 @@ async def cancel(
     by: str,
     clock: Clock = system_clock,
 ) -> LetterOut:
-    """``scheduled -> cancelled`` in one conditional UPDATE: a letter a worker already claimed
-    (``sending``) or finished is refused with 409, so a cancel never races a send."""
+    """``scheduled -> cancelled`` in one conditional UPDATE, so a cancel never races a send: a
+    letter a send holds (its row lock is the claim, decisions 0090 and 0103) is waited for,
+    then refused with 409 if it went out or cancelled if it is ``scheduled`` again; a letter
+    in any other state (finished, or ``sending`` under an earlier version's lease) is 409."""
     full_reason = f"{reason} ({by})"[:200]
     done = await repository.cancel_if_scheduled(session, letter_id, reason=full_reason, now=clock())
     letter = await repository.get_letter(session, letter_id)
