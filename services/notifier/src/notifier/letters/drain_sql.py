@@ -27,20 +27,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.letters.repository import Claimed
 
-#: each branch selects ``Claimed``'s fields in order, the context as text
+#: ``Claimed``'s fields in order, the context as text (both branches of the claim select them)
+_COLUMNS = """l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
+        CAST(l.context AS text), l.attempts, l.send_at, l.expires_at"""
 _LOCK_DUE = text(
     """
 WITH due AS (
-    SELECT l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
-        CAST(l.context AS text), l.attempts, l.send_at, l.expires_at
+    SELECT {columns}
     FROM notifier.letters AS l
     WHERE l.status = 'scheduled' AND l.send_at <= :now
     ORDER BY l.send_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ), stale AS (
-    SELECT l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
-        CAST(l.context AS text), l.attempts, l.send_at, l.expires_at
+    SELECT {columns}
     FROM notifier.letters AS l
     WHERE l.status = 'sending' AND l.lease_until <= :now
     ORDER BY l.lease_until
@@ -48,7 +48,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 SELECT * FROM due UNION ALL SELECT * FROM stale
-"""
+""".replace("{columns}", _COLUMNS)
 )
 _CONTEXT = [f.name for f in fields(Claimed)].index("context")
 
