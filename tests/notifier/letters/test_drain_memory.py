@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import respx
 from notifier.letters import drain as drain_module
-from notifier.letters import drain_sql, repository
+from notifier.letters import drain_sql
 from notifier.letters.drain import LetterSender
 from notifier.letters.repository import Claimed
 from notifier_common.db import session_scope
@@ -85,6 +85,6 @@ async def test_lock_due_ids_builds_the_same_rows(letter_engine: Engine, upstream
     await schedule_offer_reminders(letter_engine, upstream, 2)
     async with session_scope(letter_engine.sessionmaker) as session:
         ids = list((await session.execute(text("SELECT id FROM notifier.letters"))).scalars())
-        claimed = await repository.lock_due_ids(session, ids, now=DUE)
+        claimed = await drain_sql.lock_due_ids(session, ids, now=DUE)
     assert sorted(c.id for c in claimed) == sorted(ids)
     assert all(c.context["client"] and c.attempts == 0 for c in claimed)

@@ -256,7 +256,7 @@ class LetterSender:
         (the gateway answers the repeated key with its first result)."""
         now = self.clock()
         async with session_scope(self.sessionmaker) as session:
-            claimed = await repository.lock_due_ids(session, letter_ids, now=now)
+            claimed = await drain_sql.lock_due_ids(session, letter_ids, now=now)
             if not claimed:
                 return BatchReport()
             lookups = await self._look_up(session, claimed)

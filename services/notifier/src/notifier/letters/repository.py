@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Any
 
 from notifier_common.pagination import newest_first
-from sqlalchemy import BigInteger, String, bindparam, func, select, text, update
+from sqlalchemy import String, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -456,34 +456,6 @@ def _arrays(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[lis
 
 
 # ---- delivery -----------------------------------------------------------------------------
-
-_LOCK_DUE_IDS_SQL = text(
-    """
-SELECT l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
-    l.context, l.attempts, l.send_at, l.expires_at
-FROM notifier.letters AS l
-WHERE l.id = ANY(:ids) AND l.status = 'scheduled' AND l.send_at <= :now
-ORDER BY l.id
-FOR UPDATE SKIP LOCKED
-"""
-).bindparams(bindparam("ids", type_=ARRAY(BigInteger())))
-
-
-def _claimed(rows: Iterable[Any]) -> list[Claimed]:
-    """Rows of the claim's RETURNING list, in ``Claimed``'s field order, built positionally
-    (``Claimed(**row._mapping)`` was 3-4 % of the drain's CPU, decision 0058)."""
-    return [Claimed(*row) for row in rows]
-
-
-async def lock_due_ids(
-    session: AsyncSession, ids: Sequence[int], *, now: datetime
-) -> list[Claimed]:
-    """Lock these letters for this transaction if still scheduled and due (the immediate-send
-    path, decision 0090): rows another transaction holds (a drain's claim, a cancel) are
-    skipped; the caller sends and records them before it commits."""
-    result = await session.execute(_LOCK_DUE_IDS_SQL, {"ids": list(ids), "now": now})
-    return _claimed(result)
-
 
 # The results of a batch as one array per column; what is the same for every row goes once
 # (``:now``): asyncpg encodes a timestamptz in ~0.7 us, against ~0.15 us for a NULL (issue 7).
