@@ -13,10 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from notifier.letters import drain_sql
 from notifier.letters.drain import BatchReport, DeliveryConfig, LetterSender
 from notifier.letters.repository import Claimed
 from notifier.models import LetterStatus
 from notifier.settings import NotifierSettings
+from sqlalchemy import text
 
 from tests.factories import event_body
 from tests.notifier.letters.conftest import GATEWAY, START, Engine, RecordingGateway
@@ -228,3 +230,49 @@ async def test_a_batch_is_locked_looked_up_sent_and_recorded_in_one_transaction(
     assert (report.batches, report.sent) == (1, 3)
     # the batch's transaction; then the lock that finds nothing due
     assert sessions.opened == 2
+
+
+async def test_a_pass_continues_after_its_last_row_and_ends_looking_from_the_front(
+    letter_engine: Engine,
+    gateway: RecordingGateway,
+    router: respx.MockRouter,
+    upstream: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Decision 0105: each batch is locked after the pass's last locked row (not from the
+    front, over the rows other batches hold); a row passed over because another transaction
+    held it is still sent in the same pass, by the scan from the front that ends it."""
+    await schedule_offer_reminders(letter_engine, upstream, 5)
+    configure(letter_engine.sender, batch_size=2, concurrency=1)
+    ids = sorted(row.id for row in await letter_engine.letters(letter=OFFER))
+    afters: list[int | None] = []
+    original_lock = drain_sql.lock_due
+
+    async def lock_due(session: Any, **kw: Any) -> list[Claimed]:
+        afters.append(kw["after"][1] if kw["after"] is not None else None)
+        return await original_lock(session, **kw)
+
+    monkeypatch.setattr(drain_sql, "lock_due", lock_due)
+    batches: list[list[str]] = []
+    holder = letter_engine.sessionmaker()
+    # the first letter is held (a cancel's lock) when the pass starts ...
+    await holder.execute(
+        text("SELECT id FROM notifier.letters WHERE id = :id FOR UPDATE"), {"id": ids[0]}
+    )
+
+    async def gateway_call(request: httpx.Request) -> httpx.Response:
+        batches.append([i["idempotency_key"] for i in json.loads(request.content)["items"]])
+        if len(batches) == 1:
+            await holder.rollback()  # ... and let go while the first batch is at the gateway
+        return gateway.handle(request)
+
+    router.post(f"{GATEWAY}/v1/messages:batch").mock(side_effect=gateway_call)
+    try:
+        report = await letter_engine.sender.drain(now=DUE)
+    finally:
+        await holder.close()
+    keys = [f"letter-{i}" for i in ids]
+    assert batches == [keys[1:3], keys[3:5], keys[:1]]
+    # from the front; after the 3rd and the 5th letter (nothing more); from the front, twice
+    assert afters == [None, ids[2], ids[4], None, None]
+    assert (report.batches, report.sent) == (3, 5)

@@ -202,7 +202,9 @@ class LetterSender:
 
         ``config.concurrency`` lanes run side by side (docs/decisions/0045), each a loop of
         one transaction per batch: lock due rows -> look up -> prepare -> send -> record ->
-        commit (decision 0103). Lock + prepare (CPU: rendering; re-check GETs) take turns, one
+        commit (decision 0103). Each batch is locked after the last row the pass locked
+        (``(send_at, id)`` order); the pass ends when a scan from the front finds nothing due
+        (decision 0105). Lock + prepare (CPU: rendering; re-check GETs) take turns, one
         lane at a time, while the other lanes' batches are at the gateway: the first batch
         leaves as early as with one lane and the lanes stay staggered. ``SKIP LOCKED`` keeps
         the lanes' (and other workers') batches apart. ``max_batches`` bounds the batches of
@@ -212,21 +214,29 @@ class LetterSender:
         report = DrainReport()
         budget = max_batches
         turn = asyncio.Lock()
+        limit = self.config.batch_size
+        after: drain_sql.DueKey | None = None  # where the next scan starts (decision 0105)
 
         async def lane() -> None:
-            nonlocal budget
+            nonlocal budget, after
             while budget > 0:
                 async with session_scope(self.sessionmaker) as session:
                     async with turn:
                         if budget <= 0:
                             return
-                        budget -= 1
+                        scanned_from = after
                         claimed = await drain_sql.lock_due(
-                            session, now=at, limit=self.config.batch_size
+                            session, now=at, limit=limit, after=scanned_from
                         )
+                        # a short batch reached the end: the next scan starts from the front,
+                        # where rows passed over (held by others then) or written since are
+                        after = drain_sql.last_key(claimed) if len(claimed) == limit else None
                         if not claimed:
-                            budget = 0  # nothing due: the lanes waiting for their turn stop too
-                            return
+                            if scanned_from is None:
+                                budget = 0  # nothing due: the lanes waiting for a turn stop too
+                                return
+                            continue  # the end after the key: look from the front once more
+                        budget -= 1
                         results, items = await self._prepare(
                             claimed, await self._look_up(session, claimed), now=at
                         )

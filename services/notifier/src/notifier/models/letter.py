@@ -106,7 +106,8 @@ class Letter(Base):
             unique=True,
             postgresql_where=text("dedup_key IS NOT NULL"),
         ),
-        Index("ix_letters_due", "send_at", postgresql_where=text("status = 'scheduled'")),
+        # the drain's order, and where a pass continues after its last locked row (decision 0105)
+        Index("ix_letters_due", "send_at", "id", postgresql_where=text("status = 'scheduled'")),
         Index("ix_letters_leased", "lease_until", postgresql_where=text("status = 'sending'")),
         Index("ix_letters_client_id_created_at", "client_id", "created_at"),
         # the self-referencing FK: without it every deleted letter scanned the table for resends
