@@ -10,8 +10,8 @@ committed with a lease) are taken once their lease ran out.
 Due rows are taken in ``(send_at, id)`` order, and a drain pass continues after the last row it
 locked (``after``, decision 0105): from the front, every batch would step again over the rows
 the other lanes and workers hold and over the entries of the rows sent moments ago (not yet
-removable while any of those transactions is open), ~3 times the rows it takes with 4 batches
-in flight.
+removable while any of those transactions is open): ~3 times the server CPU per row taken
+with 4 batches in flight.
 
 Contexts come back as JSON text, decoded by :func:`loads_exact` (decision 0065): through the
 engine's jsonb codec each was decoded by stdlib ``json.loads`` (~10 % of the drain worker's
