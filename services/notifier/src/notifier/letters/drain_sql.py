@@ -38,15 +38,18 @@ from notifier.letters.repository import Claimed
 #: ``Claimed``'s fields in order, the context as text (both branches of the claim select them)
 _COLUMNS = """l.id, l.letter, l.client_id, l.contract_id, l.channel, l.recipient, l.locale,
         CAST(l.context AS text), l.attempts, l.send_at, l.expires_at"""
+#: due rows in ``ix_letters_due``'s order; ``{after}``: nothing, or where a pass continues
+_DUE = """SELECT {columns}
+    FROM notifier.letters AS l
+    WHERE l.status = 'scheduled' AND l.send_at <= :now{after}
+    ORDER BY l.send_at, l.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED""".replace("{columns}", _COLUMNS)
+#: from the front, with the rows an earlier version left ``sending`` past their lease
 _LOCK_DUE = text(
     """
 WITH due AS (
-    SELECT {columns}
-    FROM notifier.letters AS l
-    WHERE l.status = 'scheduled' AND l.send_at <= :now
-    ORDER BY l.send_at, l.id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    {due}
 ), stale AS (
     SELECT {columns}
     FROM notifier.letters AS l
@@ -56,19 +59,15 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 SELECT * FROM due UNION ALL SELECT * FROM stale
-""".replace("{columns}", _COLUMNS)
+""".replace("{due}", _DUE.replace("{after}", "")).replace("{columns}", _COLUMNS)
 )
-#: the due rows after a pass's last locked one, in the order of ``ix_letters_due``
+#: the due rows after a pass's last locked one (decision 0105)
 _LOCK_DUE_AFTER = text(
-    """
-SELECT {columns}
-FROM notifier.letters AS l
-WHERE l.status = 'scheduled' AND l.send_at <= :now
-    AND (l.send_at, l.id) > (CAST(:after_send_at AS timestamptz), CAST(:after_id AS bigint))
-ORDER BY l.send_at, l.id
-LIMIT :limit
-FOR UPDATE SKIP LOCKED
-""".replace("{columns}", _COLUMNS)
+    _DUE.replace(
+        "{after}",
+        "\n        AND (l.send_at, l.id)"
+        " > (CAST(:after_send_at AS timestamptz), CAST(:after_id AS bigint))",
+    )
 )
 #: the immediate send's claim (decision 0090): these letters, if still scheduled and due
 _LOCK_DUE_IDS = text(

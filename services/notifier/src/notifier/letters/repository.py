@@ -461,7 +461,8 @@ def _arrays(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[lis
 # (``:now``): asyncpg encodes a timestamptz in ~0.7 us, against ~0.15 us for a NULL (issue 7).
 # A letter's ``sent_at`` is the batch's ``now`` when it was sent; ``send_at`` NULL keeps the
 # stored one (a retry gives the new one).
-_UPDATE_LETTERS_SQL = """
+_UPDATE_LETTERS = text(
+    """
 UPDATE notifier.letters AS l
 SET status = r.status, send_at = COALESCE(r.send_at, l.send_at),
     sent_at = CASE WHEN r.status = 'sent' THEN CAST(:now AS timestamptz) END,
@@ -475,8 +476,10 @@ FROM unnest(CAST(:id AS bigint[]), CAST(:status AS text[]), CAST(:send_at AS tim
          cancel_reason)
 WHERE l.id = r.id
 """
+)
 
-_INSERT_ATTEMPTS_SQL = """
+_INSERT_ATTEMPTS = text(
+    """
 INSERT INTO notifier.attempts (letter_id, try_number, outcome, status_code, code, error,
     provider, provider_message_id, duration_ms, created_at)
 SELECT r.*, CAST(:now AS timestamptz)
@@ -487,11 +490,12 @@ FROM unnest(CAST(:letter_id AS bigint[]), CAST(:try_number AS int[]),
     AS r(letter_id, try_number, outcome, status_code, code, error, provider,
          provider_message_id, duration_ms)
 """
+)
 
 
 @dataclass(slots=True)
 class LetterResults:
-    """A batch's delivery results, one list per column (``record_results``). Statuses and
+    """A batch's delivery results, one list per column (``LetterSender._record``). Statuses and
     outcomes go as the ``StrEnum`` members they are (asyncpg writes their text)."""
 
     id: list[int] = field(default_factory=list)
@@ -506,7 +510,7 @@ class LetterResults:
 
 @dataclass(slots=True)
 class AttemptRows:
-    """A batch's attempts, one list per column (``record_results``)."""
+    """A batch's attempts, one list per column (``LetterSender._record``)."""
 
     letter_id: list[int] = field(default_factory=list)
     try_number: list[int] = field(default_factory=list)
@@ -525,14 +529,14 @@ async def update_letters(session: AsyncSession, rows: LetterResults, *, now: dat
     row an earlier version left ``sending`` is released."""
     if rows.id:
         params = {name: getattr(rows, name) for name in LetterResults.__dataclass_fields__}
-        await session.execute(text(_UPDATE_LETTERS_SQL), {**params, "now": now})
+        await session.execute(_UPDATE_LETTERS, {**params, "now": now})
 
 
 async def insert_attempts(session: AsyncSession, rows: AttemptRows, *, now: datetime) -> None:
     """One row per delivery try, created at ``now``, in one statement."""
     if rows.letter_id:
         params = {name: getattr(rows, name) for name in AttemptRows.__dataclass_fields__}
-        await session.execute(text(_INSERT_ATTEMPTS_SQL), {**params, "now": now})
+        await session.execute(_INSERT_ATTEMPTS, {**params, "now": now})
 
 
 _NEXT_OCCURRENCES_SQL = """
