@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 import redis
+import respx.mocks
 from notifier.settings import NotifierSettings
 from notifier_common.db import create_engine, create_sessionmaker
 from notifier_common.devservices import Services, ensure_services, to_libpq, with_database
@@ -20,6 +21,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# respx patches httpcore's pools; create_http_client's transport sends through Http1Pool
+# (decision 0106), so respx patches its handle_async_request the same way
+respx.mocks.HTTPCoreMocker.add_targets("notifier_common.h1pool.Http1Pool")
 
 
 @pytest.fixture(scope="session")

@@ -77,8 +77,9 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture(params=["pool", "httpx"])
 async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
-    """Both ways a GET is made (decision 0076): straight on the httpcore pool of the process's
-    shared client (``create_http_client``, production), and through httpx for any other client."""
+    """Both ways a GET is made (decision 0076): straight on the pool (``Http1Pool``) of the
+    process's shared client (``create_http_client``, production), and through httpx for any
+    other client."""
     if request.param == "pool":
         client = create_http_client(timeout=1.0)
     else:

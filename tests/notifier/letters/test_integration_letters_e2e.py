@@ -2,8 +2,9 @@
 ``newsletter`` and ``esp`` providers whose HTTP APIs are mocked with respx: what each provider's
 API actually received, and what the letter recorded from its answer.
 
-respx patches httpcore only: the gateway and the upstream stub are mounted as ASGI transports
-(which do not go through httpcore), so they are real; only the providers' calls are mocked."""
+respx patches the HTTP pools only (httpcore's and ``Http1Pool``): the gateway and the upstream
+stub are mounted as ASGI transports (which go through neither), so they are real; only the
+providers' calls are mocked."""
 
 from __future__ import annotations
 

@@ -9,24 +9,23 @@ from typing import Any
 import httpcore
 import httpx
 
-from notifier_common.httppool import AsyncioConnectionPool
-from notifier_common.netbackend import AsyncioBackend
+from notifier_common.h1pool import Http1Pool
 
 
 class AsyncioTransport(httpx.AsyncHTTPTransport):
-    """httpx's default transport (HTTP/1.1, TLS verification and error mapping) with httpcore's
-    pool and connections on plain asyncio instead of anyio (decisions 0075 and 0101)."""
+    """httpx's default transport (request building, TLS context, error mapping) over
+    :class:`~notifier_common.h1pool.Http1Pool`: HTTP/1.1 keep-alive connections on asyncio
+    protocols parsed by httptools instead of httpcore's pool and h11 (decision 0106)."""
 
     def __init__(self, *, limits: httpx.Limits) -> None:
         # one TLS context for both pools (httpx's, replaced below, made its own: ~20 ms each)
         ssl_context = httpx.create_ssl_context()
         super().__init__(limits=limits, verify=ssl_context)
-        self._pool = AsyncioConnectionPool(
+        self._pool = Http1Pool(  # type: ignore[assignment]
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=AsyncioBackend(),
         )
 
 
@@ -79,14 +78,14 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class DirectPool:
-    """The httpcore pool under a client made by :func:`create_http_client`, with the client's
+    """The pool under a client made by :func:`create_http_client`, with the client's
     timeouts: requests on it skip httpx's request/response layer (URL merging, auth and
     redirect flows, cookies, header models: ~300 µs of CPU per request, decision 0076) and the
     ~40 objects per request it left in reference cycles (request, response, streams, pool
     events) for the garbage collector (decision 0102). Same connections, limits and timeouts;
-    respx still intercepts (it patches httpcore's pool)."""
+    respx still intercepts (it patches the pool's ``handle_async_request``)."""
 
-    pool: httpcore.AsyncConnectionPool
+    pool: Http1Pool
     extensions: dict[str, Any]
 
     async def request(
@@ -98,7 +97,11 @@ class DirectPool:
     ) -> Answer:
         """The whole response, read (the connection goes back to the pool)."""
         response = await self.pool.request(
-            method, url, headers=headers, content=content, extensions=self.extensions
+            method.encode("ascii"),
+            url,
+            headers=headers,
+            content=content,
+            extensions=self.extensions,
         )
         retry_after = None
         for name, value in response.headers:
@@ -128,9 +131,12 @@ def direct_pool(http: httpx.AsyncClient) -> DirectPool | None:
     transport = http._transport
     if not isinstance(transport, AsyncioTransport) or http._mounts:
         return None
+    pool = transport._pool
+    if not isinstance(pool, Http1Pool):  # a transport whose pool someone replaced
+        return None
     timeout = http.timeout
     return DirectPool(
-        transport._pool,
+        pool,
         {
             "timeout": {
                 "connect": timeout.connect,

@@ -198,11 +198,11 @@ class EnrichmentClient:
 
     async def _get(self, url: str) -> Answer:
         """One GET. With the process's shared client (``create_http_client``), straight on its
-        httpcore pool: httpx's request/response layer (URL merging, auth and redirect flows,
-        cookies, header models) cost ~300 µs of CPU per upstream read, ~14 % of the worker's
-        CPU per event (decision 0076). Same pool, timeouts and connections; respx still
-        intercepts (it patches httpcore's pool). Any other client (tests over ASGI) goes
-        through httpx."""
+        pool (``Http1Pool``, decision 0106): httpx's request/response layer (URL merging, auth
+        and redirect flows, cookies, header models) cost ~300 µs of CPU per upstream read, ~14 %
+        of the worker's CPU per event (decision 0076). Same pool, timeouts and connections;
+        respx still intercepts (it patches the pool's ``handle_async_request``). Any other
+        client (tests over ASGI) goes through httpx."""
         if self._core is None:
             return Answer.of(await self._http.get(url, headers=_ACCEPT))
         origin, _, _ = url.partition("/v1/")
