@@ -529,6 +529,28 @@ async def the_read_timeout_counts_silence_not_the_whole_answer(serve: Start) -> 
         assert (await client.get(f"{server.url}/")).text == "steady"  # 0.3 s in all
 
 
+async def one_exchanges_read_timer_never_reaches_the_next(serve: Start) -> None:
+    """The first answer trickles past one read timeout (its timer re-arms at 0.4 s for 0.8 s,
+    having seen 2 reads); the second, on the same connection, has seen 2 reads at 0.8 s too.
+    A timer left over from the first would call that silence: it is cancelled with it."""
+    steps = [[0.3, 0.2], [0.15, 0.2]]  # pauses before each later byte of answers 1 and 2
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for pauses in steps:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+            for byte, pause in zip(b"ok", pauses, strict=True):
+                await asyncio.sleep(pause)
+                writer.write(bytes([byte]))
+                await writer.drain()
+
+    server = await serve(trickle)
+    async with create_http_client(timeout=0.4) as client:
+        got = [(await client.get(f"{server.url}/{i}")).text for i in range(2)]
+    assert got == ["ok", "ok"]
+    assert server.connections == 1
+
+
 async def an_unsupported_scheme_is_refused(serve: Start) -> None:
     async with create_http_client() as client:
         with pytest.raises(httpx.UnsupportedProtocol):
@@ -564,6 +586,7 @@ SCENARIOS = [
     a_malformed_answer_is_a_protocol_error,
     an_oversized_answer_is_refused,
     the_read_timeout_counts_silence_not_the_whole_answer,
+    one_exchanges_read_timer_never_reaches_the_next,
     an_unsupported_scheme_is_refused,
 ]
 

@@ -85,6 +85,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.drained: asyncio.Future[None] | None = None
         self.paused = False
+        self.timer: asyncio.TimerHandle | None = None
 
     # ---- the exchange ------------------------------------------------------------------------
 
@@ -125,14 +126,14 @@ class _Connection(asyncio.Protocol):
         await self._write(pending, timeouts.get("write"))
 
         read_timeout = timeouts.get("read")
-        timer = None
         if read_timeout is not None:
-            timer = self.loop.call_later(read_timeout, self._silence, read_timeout, 0)
+            self.timer = self.loop.call_later(read_timeout, self._silence, waiter, read_timeout, 0)
         try:
             response = await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
             self.waiter = None
         if close:
             self.keep_alive = False
@@ -169,13 +170,14 @@ class _Connection(asyncio.Protocol):
         finally:
             self.drained = None
 
-    def _silence(self, timeout: float, seen: int) -> None:
-        """Called ``timeout`` after the request or the last data: waits again if data came."""
-        waiter = self.waiter
-        if waiter is None or waiter.done():
+    def _silence(
+        self, waiter: asyncio.Future[httpcore.Response], timeout: float, seen: int
+    ) -> None:
+        """Called ``timeout`` after the request was written, then again while data comes."""
+        if waiter is not self.waiter or waiter.done():
             return
         if self.reads != seen:
-            self.loop.call_later(timeout, self._silence, timeout, self.reads)
+            self.timer = self.loop.call_later(timeout, self._silence, waiter, timeout, self.reads)
             return
         waiter.set_exception(httpcore.ReadTimeout(f"no answer for {timeout} s"))
 
