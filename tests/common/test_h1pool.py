@@ -7,6 +7,7 @@ and on uvloop (the worker's loop)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -551,6 +552,87 @@ async def one_exchanges_read_timer_never_reaches_the_next(serve: Start) -> None:
     assert server.connections == 1
 
 
+async def a_connection_handed_to_a_request_cancelled_meanwhile_comes_back(serve: Start) -> None:
+    """The connection goes to the request waiting in line, which is cancelled before it runs
+    again: the connection returns to the pool instead of staying taken for ever."""
+    gate = Gate()
+    server = await serve(gate)
+    async with create_http_client(max_connections=1, timeout=2.0) as client:
+        pool = pool_of(client)
+        busy = asyncio.create_task(client.get(f"{server.url}/busy"))
+        await gate.arrivals(1)
+        waiting = asyncio.create_task(client.get(f"{server.url}/waiting"))
+        while pool.waiting == 0:  # noqa: ASYNC110 - one loop turn at a time, on purpose
+            await asyncio.sleep(0)
+        given_back = []
+        give_back = pool._give_back
+        pool._give_back = lambda handed: (given_back.append(handed), give_back(handed))  # type: ignore[method-assign]
+        gate.open()
+        # the turn the answer came in, the connection was handed over: cancel before it runs
+        while pool.waiting:  # noqa: ASYNC110 - one loop turn at a time, on purpose
+            await asyncio.sleep(0)
+        waiting.cancel()
+        assert (await busy).text == "ok /busy"
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert len(given_back) == 1
+        assert given_back[0] is not None
+        assert (pool.waiting, pool._opening, len(pool._busy), pool._idle_count) == (0, 0, 0, 1)
+        assert (await client.get(f"{server.url}/after")).text == "ok /after"
+    assert server.connections == 1
+
+
+async def the_books_balance_after_a_storm_of_requests_cancellations_and_closes(
+    serve: Start,
+) -> None:
+    """300 requests over 2 origins through 4 connections; the servers answer after random
+    pauses and sometimes close the connection after answering; a third of the requests are
+    cancelled at random moments (waiting in line, connecting, or mid-exchange). Every request
+    not cancelled gets its own answer, and afterwards nothing is left busy, opening or in
+    line, and never more than 4 connections were open."""
+    rng = random.Random(7)
+    peak = [0]
+
+    async def moody(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (head := await read_request(reader)) is not None:
+            await asyncio.sleep(rng.random() * 0.01)
+            close = rng.random() < 0.2
+            writer.write(response(b"you asked " + head.split(b" ")[1], close=close))
+            await writer.drain()
+            if close:
+                return
+
+    servers = [await serve(moody), await serve(moody)]
+    async with create_http_client(max_connections=4) as client:
+        pool = pool_of(client)
+
+        async def one(i: int) -> str:
+            url = f"{servers[i % 2].url}/r{i}"
+            return (await client.get(url)).text
+
+        async def watch() -> None:
+            while True:
+                peak[0] = max(peak[0], pool._open_count())
+                await asyncio.sleep(0.0005)
+
+        watcher = asyncio.create_task(watch())
+        tasks = [asyncio.create_task(one(i)) for i in range(300)]
+        doomed = set(rng.sample(range(300), 100))
+        for i in sorted(doomed, key=lambda _: rng.random()):
+            await asyncio.sleep(rng.random() * 0.002)
+            tasks[i].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        watcher.cancel()
+        for i, result in enumerate(results):
+            if i in doomed and isinstance(result, asyncio.CancelledError):
+                continue
+            assert result == f"you asked /r{i}", (i, result)
+        assert (pool.waiting, pool._opening, len(pool._busy)) == (0, 0, 0)
+        assert pool._idle_count == sum(len(idle) for idle in pool._idle.values()) <= 4
+        assert peak[0] <= 4
+        assert (await client.get(f"{servers[0].url}/after")).text == "you asked /after"
+
+
 async def an_unsupported_scheme_is_refused(serve: Start) -> None:
     async with create_http_client() as client:
         with pytest.raises(httpx.UnsupportedProtocol):
@@ -587,6 +669,8 @@ SCENARIOS = [
     an_oversized_answer_is_refused,
     the_read_timeout_counts_silence_not_the_whole_answer,
     one_exchanges_read_timer_never_reaches_the_next,
+    a_connection_handed_to_a_request_cancelled_meanwhile_comes_back,
+    the_books_balance_after_a_storm_of_requests_cancellations_and_closes,
     an_unsupported_scheme_is_refused,
 ]
 
