@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_get_measure_runs_every_way_against_the_stub() -> None:
