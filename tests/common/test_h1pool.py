@@ -7,10 +7,12 @@ and on uvloop (the worker's loop)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpcore
 import httpx
@@ -268,6 +270,20 @@ class Gate:
             await writer.drain()
 
 
+@contextlib.asynccontextmanager
+async def one_busy_connection(
+    serve: Start, client_timeout: float = 5.0
+) -> AsyncIterator[tuple[Gate, Server, httpx.AsyncClient, asyncio.Task[httpx.Response]]]:
+    """A client with one connection, taken by a request (``/busy``) that the server holds
+    until ``gate.open()``."""
+    gate = Gate()
+    server = await serve(gate)
+    async with create_http_client(max_connections=1, timeout=client_timeout) as client:
+        busy = asyncio.create_task(client.get(f"{server.url}/busy"))
+        await gate.arrivals(1)
+        yield gate, server, client, busy
+
+
 async def requests_beyond_the_limit_wait_in_line_for_the_connection(serve: Start) -> None:
     server = await serve(keep_alive)
     async with create_http_client(max_connections=1) as client:
@@ -278,11 +294,7 @@ async def requests_beyond_the_limit_wait_in_line_for_the_connection(serve: Start
 
 
 async def a_full_pool_is_a_pool_timeout(serve: Start) -> None:
-    gate = Gate()
-    server = await serve(gate)
-    async with create_http_client(max_connections=1) as client:
-        busy = asyncio.create_task(client.get(f"{server.url}/busy"))
-        await gate.arrivals(1)
+    async with one_busy_connection(serve) as (gate, server, client, busy):
         with pytest.raises(httpx.PoolTimeout):
             await client.get(f"{server.url}/late", timeout=httpx.Timeout(5.0, pool=0.1))
         assert pool_of(client).waiting == 0
@@ -293,11 +305,7 @@ async def a_full_pool_is_a_pool_timeout(serve: Start) -> None:
 
 
 async def a_cancelled_waiting_request_leaves_nothing_queued(serve: Start) -> None:
-    gate = Gate()
-    server = await serve(gate)
-    async with create_http_client(max_connections=1) as client:
-        busy = asyncio.create_task(client.get(f"{server.url}/busy"))
-        await gate.arrivals(1)
+    async with one_busy_connection(serve) as (gate, server, client, busy):
         waiting = asyncio.create_task(client.get(f"{server.url}/waiting"))
         await asyncio.sleep(0.05)
         assert pool_of(client).waiting == 1
@@ -555,18 +563,19 @@ async def one_exchanges_read_timer_never_reaches_the_next(serve: Start) -> None:
 async def a_connection_handed_to_a_request_cancelled_meanwhile_comes_back(serve: Start) -> None:
     """The connection goes to the request waiting in line, which is cancelled before it runs
     again: the connection returns to the pool instead of staying taken for ever."""
-    gate = Gate()
-    server = await serve(gate)
-    async with create_http_client(max_connections=1, timeout=2.0) as client:
+    async with one_busy_connection(serve, client_timeout=2.0) as (gate, server, client, busy):
         pool = pool_of(client)
-        busy = asyncio.create_task(client.get(f"{server.url}/busy"))
-        await gate.arrivals(1)
         waiting = asyncio.create_task(client.get(f"{server.url}/waiting"))
         while pool.waiting == 0:  # noqa: ASYNC110 - one loop turn at a time, on purpose
             await asyncio.sleep(0)
-        given_back = []
+        given_back: list[object] = []
         give_back = pool._give_back
-        pool._give_back = lambda handed: (given_back.append(handed), give_back(handed))  # type: ignore[method-assign]
+
+        def counted(handed: Any) -> None:
+            given_back.append(handed)
+            give_back(handed)
+
+        pool._give_back = counted  # type: ignore[method-assign]
         gate.open()
         # the turn the answer came in, the connection was handed over: cancel before it runs
         while pool.waiting:  # noqa: ASYNC110 - one loop turn at a time, on purpose
