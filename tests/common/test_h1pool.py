@@ -127,6 +127,23 @@ async def a_connection_the_peer_closed_while_idle_is_replaced(serve: Start) -> N
     assert server.connections == 2
 
 
+async def a_peer_that_closes_right_after_answering_is_not_reused(serve: Start) -> None:
+    """No ``Connection: close``, and the FIN right behind the answer: the loop has not read
+    it yet when the next request looks for a connection; the socket says so (httpcore asked
+    the same way)."""
+
+    async def abrupt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await read_request(reader) is not None:
+            writer.write(response(b"once"))
+            await writer.drain()
+
+    server = await serve(abrupt)
+    async with create_http_client() as client:
+        got = [(await client.get(f"{server.url}/{i}")).text for i in range(50)]
+    assert got == ["once"] * 50
+    assert server.connections == 50
+
+
 async def a_slow_answer_is_a_read_timeout(serve: Start) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -651,6 +668,7 @@ async def an_unsupported_scheme_is_refused(serve: Start) -> None:
 SCENARIOS = [
     requests_reuse_one_keep_alive_connection,
     a_connection_the_peer_closed_while_idle_is_replaced,
+    a_peer_that_closes_right_after_answering_is_not_reused,
     a_slow_answer_is_a_read_timeout,
     a_refused_connection_is_a_connect_error,
     a_connection_dropped_mid_body_is_a_read_error,

@@ -14,8 +14,9 @@ waits on one future that httptools' C parser (llhttp, uvicorn's request parser) 
 What it does, as httpcore did for the same requests:
 
 - **Keep-alive.** A connection goes back to its origin's idle list after a whole response that
-  keeps it alive; an idle connection older than ``keepalive_expiry``, or one the peer closed,
-  is dropped before use. At most ``max_keepalive_connections`` stay idle.
+  keeps it alive; an idle connection older than ``keepalive_expiry``, or one the peer closed
+  (seen by the loop, or still unread in the socket: one ``poll`` per reuse, as httpcore), is
+  dropped before use. At most ``max_keepalive_connections`` stay idle.
 - **Limits.** At most ``max_connections`` open or opening; a request beyond them waits in FIFO
   order (up to the ``pool`` timeout) for a connection of its origin to come free, or for a slot
   (an idle connection of another origin is closed to make one).
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import ssl
 from collections import deque
 from typing import Any
@@ -86,6 +88,7 @@ class _Connection(asyncio.Protocol):
         self.drained: asyncio.Future[None] | None = None
         self.paused = False
         self.timer: asyncio.TimerHandle | None = None
+        self.fd = -1
 
     # ---- the exchange ------------------------------------------------------------------------
 
@@ -195,6 +198,18 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
+
+    def has_unread_bytes(self) -> bool:
+        """Whether the socket holds bytes (or the peer's FIN) the loop has not read yet: an
+        idle connection that the peer closed the moment it answered looks alive until the
+        loop's next read. One ``poll`` with no wait, as httpcore asks on every reuse."""
+        if self.fd < 0:
+            return False
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        return bool(poller.poll(0))
 
     def data_received(self, data: bytes) -> None:
         self.reads += 1
@@ -480,7 +495,11 @@ class Http1Pool:
         while idle:
             connection = idle.pop()
             self._idle_count -= 1
-            if connection.closed or (expiry is not None and now - connection.idle_since > expiry):
+            if (
+                connection.closed
+                or (expiry is not None and now - connection.idle_since > expiry)
+                or connection.has_unread_bytes()
+            ):
                 connection.close()
                 continue
             return connection
