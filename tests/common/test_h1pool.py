@@ -541,6 +541,25 @@ async def an_oversized_answer_is_refused(serve: Start) -> None:
         h1pool.MAX_RESPONSE_BYTES = limit
 
 
+async def an_endless_head_is_cut_off(serve: Start) -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Padding: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(64):
+                writer.write(b"p" * 65536)
+                await writer.drain()
+
+    server = await serve(endless)
+    limit, h1pool.MAX_HEAD_BYTES = h1pool.MAX_HEAD_BYTES, 256 * 1024
+    try:
+        async with create_http_client() as client:
+            with pytest.raises(httpx.RemoteProtocolError, match="response head over"):
+                await client.get(f"{server.url}/")
+    finally:
+        h1pool.MAX_HEAD_BYTES = limit
+
+
 async def the_read_timeout_counts_silence_not_the_whole_answer(serve: Start) -> None:
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -694,6 +713,7 @@ SCENARIOS = [
     a_peer_that_closes_without_answering_is_a_protocol_error,
     a_malformed_answer_is_a_protocol_error,
     an_oversized_answer_is_refused,
+    an_endless_head_is_cut_off,
     the_read_timeout_counts_silence_not_the_whole_answer,
     one_exchanges_read_timer_never_reaches_the_next,
     a_connection_handed_to_a_request_cancelled_meanwhile_comes_back,

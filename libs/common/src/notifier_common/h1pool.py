@@ -32,7 +32,8 @@ What it does, as httpcore did for the same requests:
 - **Bodies.** Request bodies with ``Content-Length`` or ``Transfer-Encoding: chunked`` (framed
   here). Responses by length, chunked, or until close; 1xx interim answers are skipped; a HEAD
   answer ends at its head (that connection is then closed). A response is read whole (at most
-  :data:`MAX_RESPONSE_BYTES`): the product's calls exchange JSON documents, none streams.
+  :data:`MAX_RESPONSE_BYTES` of body after at most :data:`MAX_HEAD_BYTES` of head): the
+  product's calls exchange JSON documents, none streams.
 
 Not here: HTTP/2, proxies (``direct_pool`` and httpx's mounts handle a proxied client apart),
 upgrades. respx intercepts once ``HTTPCoreMocker.add_targets`` names :class:`Http1Pool`
@@ -55,6 +56,10 @@ import httptools
 #: a response body larger than this is refused (``RemoteProtocolError``): every call this
 #: product makes exchanges JSON documents of kilobytes
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+#: bytes that may arrive before a response's head is complete (httptools buffers a header
+#: until it ends, without a limit of its own): a peer sending an endless head is cut off
+MAX_HEAD_BYTES = 1024 * 1024
 
 #: request bodies are written in pieces of about this size, each waiting while the peer reads
 _WRITE_PIECE = 256 * 1024
@@ -89,6 +94,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.timer: asyncio.TimerHandle | None = None
         self.fd = -1
+        self.head_bytes = 0
 
     # ---- the exchange ------------------------------------------------------------------------
 
@@ -101,6 +107,7 @@ class _Connection(asyncio.Protocol):
         self.head_only = request.method == b"HEAD"
         self.keep_alive = False
         self.status, self.reason, self.answered, self.size, self.reads = 0, b"", False, 0, 0
+        self.head_bytes = 0
         self.headers, self.body = [], []
 
         chunked = False
@@ -217,6 +224,14 @@ class _Connection(asyncio.Protocol):
             self.keep_alive = False
             self.close()
             return
+        if not self.answered:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._fail(
+                    httpcore.RemoteProtocolError(f"response head over {MAX_HEAD_BYTES} bytes")
+                )
+                self.close()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
