@@ -10,7 +10,6 @@ walks every connection several times per request; here a request takes the newes
 connection of its origin from a list, writes its head and body in one ``transport.write``, and
 waits on one future that httptools' C parser (llhttp, uvicorn's request parser) resolves.
 
-
 What it does, as httpcore did for the same requests:
 
 - **Keep-alive.** A connection goes back to its origin's idle list after a whole response that
