@@ -13,6 +13,7 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from unittest import mock
 
 import httpcore
 import httpx
@@ -530,15 +531,14 @@ async def an_oversized_answer_is_refused(serve: Start) -> None:
         await writer.drain()
 
     server = await serve(huge)
-    limit, h1pool.MAX_RESPONSE_BYTES = h1pool.MAX_RESPONSE_BYTES, 4096
-    try:
-        async with create_http_client() as client:
-            with pytest.raises(httpx.RemoteProtocolError, match="response over 4096 bytes"):
-                await client.get(f"{server.url}/")
-            h1pool.MAX_RESPONSE_BYTES = 4097
+    async with create_http_client() as client:
+        with (
+            mock.patch.object(h1pool, "MAX_RESPONSE_BYTES", 4096),
+            pytest.raises(httpx.RemoteProtocolError, match="response over 4096 bytes"),
+        ):
+            await client.get(f"{server.url}/")
+        with mock.patch.object(h1pool, "MAX_RESPONSE_BYTES", 4097):
             assert (await client.get(f"{server.url}/")).content == body
-    finally:
-        h1pool.MAX_RESPONSE_BYTES = limit
 
 
 async def an_endless_head_is_cut_off(serve: Start) -> None:
@@ -551,13 +551,12 @@ async def an_endless_head_is_cut_off(serve: Start) -> None:
                 await writer.drain()
 
     server = await serve(endless)
-    limit, h1pool.MAX_HEAD_BYTES = h1pool.MAX_HEAD_BYTES, 256 * 1024
-    try:
-        async with create_http_client() as client:
-            with pytest.raises(httpx.RemoteProtocolError, match="response head over"):
-                await client.get(f"{server.url}/")
-    finally:
-        h1pool.MAX_HEAD_BYTES = limit
+    async with create_http_client() as client:
+        with (
+            mock.patch.object(h1pool, "MAX_HEAD_BYTES", 256 * 1024),
+            pytest.raises(httpx.RemoteProtocolError, match="response head over"),
+        ):
+            await client.get(f"{server.url}/")
 
 
 async def the_read_timeout_counts_silence_not_the_whole_answer(serve: Start) -> None:
