@@ -240,9 +240,6 @@ class _Connection(asyncio.Protocol):
             self._fail(httpcore.RemoteProtocolError("the peer switched protocols"))
             self.close()
 
-    def eof_received(self) -> bool | None:
-        return None  # close the transport; connection_lost decides what the exchange got
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         waiter = self.waiter
