@@ -9,7 +9,14 @@ from typing import Any
 
 import asyncpg
 import pytest
-from notifier_common.db import create_engine, retry_on_disconnect
+from notifier_common.db import (
+    autocommit_sessionmaker,
+    create_engine,
+    create_sessionmaker,
+    driver,
+    retry_on_disconnect,
+    session_scope,
+)
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -104,6 +111,28 @@ async def test_retry_on_disconnect_repeats_a_unit_whose_connection_dropped(
             if len(tries) == 1:  # the server goes away under the first try's statement
                 await conn.execute(SUICIDE)
             return int(pid)
+
+    pid = await retry_on_disconnect(unit)
+    assert len(tries) == 2
+    assert pid == tries[1] != tries[0]
+
+
+async def test_retry_on_disconnect_repeats_a_unit_whose_driver_statement_lost_its_connection(
+    engine: AsyncEngine,
+) -> None:
+    """A statement run on the driver (decision 0107) raises asyncpg's own error, which SQLAlchemy
+    never saw: the closed connection is replaced at the next checkout, and the unit repeated."""
+    sessionmaker = autocommit_sessionmaker(create_sessionmaker(engine))
+    tries: list[int] = []
+
+    async def unit() -> int:
+        async with session_scope(sessionmaker) as session:
+            connection = await driver(session)
+            pid = int(await connection.fetchval("SELECT pg_backend_pid()"))
+            tries.append(pid)
+            if len(tries) == 1:
+                await connection.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            return pid
 
     pid = await retry_on_disconnect(unit)
     assert len(tries) == 2

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -163,3 +164,28 @@ async def test_a_provider_answer_with_nul_is_stored_and_answered(
     assert (row.status.value, row.reason) == ("permanent_error", "no\ufffdsuch mailbox")
     assert row.response_excerpt == "raw\ufffdanswer"
     assert counting.calls == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(asyncpg.exceptions.ConnectionDoesNotExistError("closed"), id="dropped"),
+        pytest.param(asyncpg.exceptions.InterfaceError("connection is closed"), id="closed"),
+        pytest.param(asyncpg.exceptions.TooManyConnectionsError("too many"), id="refused"),
+    ],
+)
+async def test_asyncpgs_own_errors_are_503(
+    make_settings: SettingsFactory, error: Exception
+) -> None:
+    """The hot statements run on asyncpg's connection (decision 0107) raise its errors as they
+    are, not wrapped in SQLAlchemy's: the same 503 as for a ``DBAPIError``."""
+
+    async def failing() -> None:
+        raise error
+
+    async with running(make_settings()) as application:
+        application.add_api_route("/test-asyncpg-error", failing)
+        async with lenient(application) as api:
+            r = await api.get("/test-asyncpg-error")
+    problem = problem_of(r, 503)
+    assert problem["detail"] == OUTAGE

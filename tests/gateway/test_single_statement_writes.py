@@ -4,6 +4,7 @@ are two transactions (two transaction ids), not one."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import httpx
@@ -39,28 +40,39 @@ async def test_log_provider_records_without_a_transaction_block(app: FastAPI) ->
     assert await runs_alone(provider._sessionmaker)
 
 
-async def test_a_message_is_three_statements_on_the_gateway_pool(
+async def test_a_message_is_five_round_trips_on_the_gateway_pool(
     app: FastAPI, client: httpx.AsyncClient, writer: dict[str, str]
 ) -> None:
-    """The round trips of a send (decisions 0088, 0089): the claim, one screening read (the
-    provider switches and the suppressions together), the results; no pre-ping."""
+    """The round trips of a send (decisions 0088, 0089, 0107), seen by asyncpg itself (the hot
+    statements run on its connection, not through SQLAlchemy's execute): the claim and one
+    screening read (the provider switches and the suppressions together) in one transaction,
+    then the results on their own; no pre-ping, nothing else."""
     await client.post("/v1/messages", json=email(), headers={**writer, "Idempotency-Key": "warm"})
     engine = app.state.engine.sync_engine  # the token's lookup is cached now
     statements: list[str] = []
+    watched: list[Any] = []
 
-    def count(*args: Any) -> None:
-        statements.append(" ".join(args[2].split()[:4]))
+    def count(record: Any) -> None:
+        statements.append(" ".join(record.query.split()[:4]))
 
-    event.listen(engine, "before_cursor_execute", count)
+    def watch(dbapi_connection: Any, *_: Any) -> None:
+        watched.append(dbapi_connection.driver_connection)
+        watched[-1].add_query_logger(count)
+
+    event.listen(engine, "checkout", watch)
     try:
         r = await client.post(
             "/v1/messages",
             json=email(),
-            headers={**writer, "Idempotency-Key": "three-statements"},
+            headers={**writer, "Idempotency-Key": "five-round-trips"},
         )
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        event.remove(engine, "checkout", watch)
+        for connection in watched:  # the loggers leave with the test
+            connection.remove_query_logger(count)
+    await asyncio.sleep(0)  # asyncpg hands each logged query over with call_soon
     assert r.json()["outcome"] == "accepted"
-    assert len(statements) == 3, statements
-    assert statements[1].startswith("SELECT true AS switch")
-    assert statements[2].startswith("UPDATE gateway.messages")
+    assert [s.split()[0] for s in statements] == ["BEGIN", "INSERT", "SELECT", "COMMIT;", "UPDATE"]
+    assert statements[1].startswith("INSERT INTO gateway.messages")
+    assert statements[2].startswith("SELECT true AS switch")
+    assert statements[4].startswith("UPDATE gateway.messages")

@@ -22,6 +22,7 @@ from notifier.enrichment import EnrichmentClient
 from notifier.models import Event, EventStatus
 from notifier.operator import replay
 from notifier.settings import NotifierSettings
+from notifier_common.db import driver
 from notifier_common.events import parse_event
 from notifier_common.publisher import job_id_for, publish
 from sqlalchemy import func, select
@@ -142,7 +143,41 @@ async def run_burst(settings: NotifierSettings, ctx: dict[str, Any], **overrides
         await w.close()
 
 
+class ConnectionKiller:
+    """The letter engine, whose database connection the server ends under its first statement
+    (as a restart would): asyncpg raises its own error, not SQLAlchemy's, for a statement run
+    on the driver (decision 0107)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def prepare(self, event: Any) -> Any:
+        return await self.inner.prepare(event)
+
+    async def process(self, session: Any, event: Any) -> Any:
+        await self._die(session)
+
+    async def process_many(self, session: Any, items: Any, *, notes: Any = None) -> Any:
+        await self._die(session)
+
+    @staticmethod
+    async def _die(db: Any) -> None:
+        await (await driver(db)).execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
 class TestHandleEventTries:
+    async def test_a_connection_dropped_under_a_driver_statement_is_retried(
+        self, ctx: dict[str, Any], sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """asyncpg's own connection errors are transient like SQLAlchemy's: the job is retried,
+        not failed by arq with the event lost."""
+        ctx["processor"] = ConnectionKiller(ctx["processor"])
+        if ctx["batcher"] is not None:
+            ctx["batcher"] = worker.build_batcher(ctx)
+        with pytest.raises(Retry):
+            await worker.handle_event({**ctx, "job_try": 1}, unblocked())
+        assert await event_count(sessionmaker) == 0
+
     async def test_a_try_before_the_last_is_retried_and_stores_nothing(
         self,
         ctx: dict[str, Any],

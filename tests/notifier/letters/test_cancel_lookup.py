@@ -13,10 +13,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from notifier.events.driver import held_connection
 from notifier.letters import repository
 from notifier.models import LetterStatus
-from notifier_common.db import session_scope
+from notifier_common.db import held_connection, session_scope
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)

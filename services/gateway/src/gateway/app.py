@@ -7,6 +7,7 @@ import ctypes
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from notifier_common.collector import collector_tuned, set_mmap_threshold
@@ -137,6 +138,9 @@ def _install_gateway_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(InProgress, on_in_progress)
     app.add_exception_handler(DBAPIError, on_database_error)
+    # raised as they are by the statements run on asyncpg's connection (decision 0107)
+    app.add_exception_handler(asyncpg.PostgresError, on_database_error)
+    app.add_exception_handler(asyncpg.InterfaceError, on_database_error)
     app.add_exception_handler(OSError, on_database_error)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from notifier_common.db import (
+    DriverStatement,
     autocommit_sessionmaker,
     create_engine,
     create_sessionmaker,
@@ -87,7 +88,7 @@ class LogProvider(Provider):
                         "pmids": [ids[i] for i in stored],
                         "sources": [messages[i].stored_as for i in stored],
                     }
-                    copied = set((await session.execute(_COPY, copy)).scalars())
+                    copied = {r[0] for r in await _COPY_ON_DRIVER.fetch(session, copy)}
                     # a row gone meanwhile (never expected): its message is sent as JSON
                     sent += [i for i in stored if ids[i] not in copied]
                 if sent:
@@ -98,7 +99,7 @@ class LogProvider(Provider):
                         "actions": [messages[i].action for i in sent],
                         "messages": join_json(_json(messages[i]) for i in sent),
                     }
-                    await session.execute(_INSERT, params)
+                    await _INSERT_ON_DRIVER.execute(session, params)
             log.info("gateway.log_provider_recorded", provider=self.name, count=len(messages))
         recorded = self._sessionmaker is not None
         if not recorded or log.isEnabledFor(logging.DEBUG):
@@ -128,6 +129,7 @@ FROM unnest(CAST(:pmids AS text[]), CAST(:channels AS text[]), CAST(:actions AS 
     string_to_array(convert_from(:messages, 'UTF8'), E'\\n')) AS r(pmid, channel, action, message)
 """
 ).bindparams(bindparam("messages", type_=LargeBinary()))
+_INSERT_ON_DRIVER = DriverStatement.of(_INSERT)  # on asyncpg's connection (decision 0107)
 
 # A message whose JSON the claim stored (``Message.stored_as``) is copied from that row in the
 # database: the 2.5 MB of a batch are not sent, split and compressed a second time (decision
@@ -145,3 +147,4 @@ RETURNING provider_message_id
     bindparam("pmids", type_=ARRAY(String())),
     bindparam("sources", type_=ARRAY(PGUUID(as_uuid=True))),
 )
+_COPY_ON_DRIVER = DriverStatement.of(_COPY)

@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from notifier_common.db import held_connection
 from notifier_common.events import AnyEvent
 from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifier.events import repository, service
-from notifier.events.driver import held_connection
 from notifier.events.processing import AfterCommit, BatchProcessor, PermanentEventError
 from notifier.events.service import Outcome
 from notifier.metrics import EVENTS_HANDLED

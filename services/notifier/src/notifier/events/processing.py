@@ -9,7 +9,7 @@ A :class:`BatchProcessor` can also take part in the worker's group commit
 (``notifier.events.batching``, docs/decisions/0040): ``prepare`` does the reads that need no
 database connection (settings, upstream data) for one event; ``process_many`` then decides and
 writes for events of distinct clients in the batch's one transaction, given as an asyncpg
-connection or a session (``notifier.events.driver.Db``; the worker's batcher passes the
+connection or a session (``notifier_common.db.Db``; the worker's batcher passes the
 connection it holds, decision 0070).
 """
 
@@ -18,10 +18,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from notifier_common.db import Db
 from notifier_common.events import AnyEvent
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from notifier.events.driver import Db
 
 AfterCommit = Callable[[], Awaitable[None]]
 

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from notifier_common.db import Db, driver
 from notifier_common.events import Envelope
 from notifier_common.pagination import newest_first
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier.events.driver import Db, driver
 from notifier.models import Event, EventStatus
 
 

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+from notifier_common.db import Db
 from notifier_common.events import AnyEvent
 from notifier_common.logging import get_logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.clock import Clock
-from notifier.events.driver import Db
 from notifier.events.processing import AfterCommit
 from notifier.letters import repository, service
 from notifier.letters.catalog import Catalog

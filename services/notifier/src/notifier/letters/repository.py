@@ -10,12 +10,12 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+from notifier_common.db import Db, driver
 from notifier_common.pagination import newest_first
 from sqlalchemy import String, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier.events.driver import Db, driver
 from notifier.models import (
     Attempt,
     Letter,

@@ -16,11 +16,11 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
+from notifier_common.db import Db
 from notifier_common.events import AnyEvent, BalanceChanged
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.enrichment import Balance, ClientProfile, Contract
-from notifier.events.driver import Db
 from notifier.letters import repository
 from notifier.letters.catalog import (
     Addressee,
