@@ -4,18 +4,18 @@ are two transactions (two transaction ids), not one."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, cast
+from typing import cast
 
 import httpx
 from fastapi import FastAPI
 from gateway.messages.service import MessageService
 from gateway.providers.log import LogProvider
 from notifier_common.db import session_scope
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.gateway.conftest import email
+from tests.statements import round_trips
 
 TXID = text("SELECT txid_current()")
 
@@ -48,29 +48,13 @@ async def test_a_message_is_five_round_trips_on_the_gateway_pool(
     screening read (the provider switches and the suppressions together) in one transaction,
     then the results on their own; no pre-ping, nothing else."""
     await client.post("/v1/messages", json=email(), headers={**writer, "Idempotency-Key": "warm"})
-    engine = app.state.engine.sync_engine  # the token's lookup is cached now
-    statements: list[str] = []
-    watched: list[Any] = []
-
-    def count(record: Any) -> None:
-        statements.append(" ".join(record.query.split()[:4]))
-
-    def watch(dbapi_connection: Any, *_: Any) -> None:
-        watched.append(dbapi_connection.driver_connection)
-        watched[-1].add_query_logger(count)
-
-    event.listen(engine, "checkout", watch)
-    try:
+    # the token's lookup is cached now
+    async with round_trips(app.state.engine) as statements:
         r = await client.post(
             "/v1/messages",
             json=email(),
             headers={**writer, "Idempotency-Key": "five-round-trips"},
         )
-    finally:
-        event.remove(engine, "checkout", watch)
-        for connection in watched:  # the loggers leave with the test
-            connection.remove_query_logger(count)
-    await asyncio.sleep(0)  # asyncpg hands each logged query over with call_soon
     assert r.json()["outcome"] == "accepted"
     assert [s.split()[0] for s in statements] == ["BEGIN", "INSERT", "SELECT", "COMMIT;", "UPDATE"]
     assert statements[1].startswith("INSERT INTO gateway.messages")

@@ -11,10 +11,11 @@ from notifier.letters.immediate import ImmediateSends
 from notifier.models import LetterStatus
 from notifier.operator import repository as operator_repository
 from notifier_common.db import session_scope
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from tests.factories import event_body
 from tests.notifier.letters.conftest import START, Engine, RecordingGateway, Upstream
+from tests.statements import round_trips
 
 ACTIVATED = {"payment_type": "prepaid", "service": "taxi"}
 
@@ -72,25 +73,27 @@ class TestImmediateSends:
         assert report.sent == 2
         assert sessions.opened == 1
 
-    async def test_an_immediate_send_is_five_statements(
+    async def test_an_immediate_send_is_seven_round_trips(
         self, letter_engine: Engine, upstream: Upstream, gateway: RecordingGateway
     ) -> None:
-        """The round trips of the path (decisions 0083, 0090): lock the due rows, read their
-        settings and their suppressions, write the results and the attempts."""
+        """The round trips of the path (decisions 0083, 0090, 0107), seen by asyncpg: in one
+        transaction, lock the due rows, read their settings and their suppressions, write the
+        results and the attempts."""
         ids = await due_letters(letter_engine, upstream, 3)
-        engine = letter_engine.sender.sessionmaker.kw["bind"].sync_engine
-        statements: list[str] = []
-
-        def count(*args: Any) -> None:
-            statements.append(args[2].split()[0])
-
-        event.listen(engine, "before_cursor_execute", count)
-        try:
+        async with round_trips(letter_engine.sender.sessionmaker.kw["bind"]) as seen:
             report = await letter_engine.sender.send_now(ids)
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
         assert report.sent == 3
-        assert statements == ["SELECT", "SELECT", "SELECT", "UPDATE", "INSERT"]
+        assert (seen[0], seen[-1]) == ("BEGIN;", "COMMIT;")
+        expected = [
+            "INSERT INTO notifier.attempts",
+            "SELECT l.id, l.letter",  # the lock
+            "SELECT notifier.letter_settings.letter,",
+            "SELECT notifier.suppressions.address,",
+            "UPDATE notifier.letters AS l",
+        ]
+        middle = sorted(seen[1:-1])
+        assert len(middle) == len(expected), seen
+        assert all(s.startswith(e) for s, e in zip(middle, expected, strict=True)), seen
         letters = await letter_engine.letters(letter="ActivateClientNotice")
         assert {(x.status, x.attempts) for x in letters} == {(LetterStatus.sent, 1)}
         async with letter_engine.sessionmaker() as session:

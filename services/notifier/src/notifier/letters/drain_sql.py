@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from notifier_common.db import DriverStatement
 from sqlalchemy import BigInteger, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,6 +80,10 @@ ORDER BY l.id
 FOR UPDATE SKIP LOCKED
 """.replace("{columns}", _COLUMNS)
 ).bindparams(bindparam("ids", type_=ARRAY(BigInteger())))
+#: the claims run on asyncpg's connection of the session's transaction (decision 0107)
+_LOCK_DUE_ON_DRIVER = DriverStatement.of(_LOCK_DUE)
+_LOCK_DUE_AFTER_ON_DRIVER = DriverStatement.of(_LOCK_DUE_AFTER)
+_LOCK_DUE_IDS_ON_DRIVER = DriverStatement.of(_LOCK_DUE_IDS)
 _CONTEXT = [f.name for f in fields(Claimed)].index("context")
 
 
@@ -97,9 +102,9 @@ async def lock_due(
     it, only due rows after that key: rows before it (passed over while another transaction held
     them, or written since) are found by the next scan from the front."""
     if after is None:
-        return _claimed(await session.execute(_LOCK_DUE, {"now": now, "limit": limit}))
+        return _claimed(await _LOCK_DUE_ON_DRIVER.fetch(session, {"now": now, "limit": limit}))
     params = {"now": now, "limit": limit, "after_send_at": after[0], "after_id": after[1]}
-    return _claimed(await session.execute(_LOCK_DUE_AFTER, params))
+    return _claimed(await _LOCK_DUE_AFTER_ON_DRIVER.fetch(session, params))
 
 
 def last_key(claimed: Sequence[Claimed]) -> DueKey:
@@ -113,7 +118,7 @@ async def lock_due_ids(
     """Lock these letters for this transaction if still scheduled and due (the immediate-send
     path, decision 0090): rows another transaction holds (a drain's batch, a cancel) are
     skipped; the caller sends and records them before it commits."""
-    return _claimed(await session.execute(_LOCK_DUE_IDS, {"ids": list(ids), "now": now}))
+    return _claimed(await _LOCK_DUE_IDS_ON_DRIVER.fetch(session, {"ids": list(ids), "now": now}))
 
 
 def _claimed(rows: Iterable[Any]) -> list[Claimed]:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
-from notifier_common.db import Db, driver
+from notifier_common.db import Db, DriverStatement, driver
 from notifier_common.pagination import newest_first
 from sqlalchemy import String, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -491,6 +491,9 @@ FROM unnest(CAST(:letter_id AS bigint[]), CAST(:try_number AS int[]),
          provider_message_id, duration_ms)
 """
 )
+#: on asyncpg's connection of the drain's transaction (decision 0107)
+_UPDATE_LETTERS_ON_DRIVER = DriverStatement.of(_UPDATE_LETTERS)
+_INSERT_ATTEMPTS_ON_DRIVER = DriverStatement.of(_INSERT_ATTEMPTS)
 
 
 @dataclass(slots=True)
@@ -529,14 +532,14 @@ async def update_letters(session: AsyncSession, rows: LetterResults, *, now: dat
     row an earlier version left ``sending`` is released."""
     if rows.id:
         params = {name: getattr(rows, name) for name in LetterResults.__dataclass_fields__}
-        await session.execute(_UPDATE_LETTERS, {**params, "now": now})
+        await _UPDATE_LETTERS_ON_DRIVER.execute(session, {**params, "now": now})
 
 
 async def insert_attempts(session: AsyncSession, rows: AttemptRows, *, now: datetime) -> None:
     """One row per delivery try, created at ``now``, in one statement."""
     if rows.letter_id:
         params = {name: getattr(rows, name) for name in AttemptRows.__dataclass_fields__}
-        await session.execute(_INSERT_ATTEMPTS, {**params, "now": now})
+        await _INSERT_ATTEMPTS_ON_DRIVER.execute(session, {**params, "now": now})
 
 
 _NEXT_OCCURRENCES_SQL = """
