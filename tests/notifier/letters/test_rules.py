@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 from notifier.events.processing import TransientEventError
-from notifier.letters import settings_service
+from notifier.letters import service, settings_service
 from notifier.models import Event, EventStatus, LetterSettingAudit, LetterStatus
 from notifier_common.db import session_scope
 from notifier_common.errors import NotFound, Unprocessable
+from notifier_common.events import parse_event
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -290,3 +291,20 @@ class TestSettingsService:
         with pytest.raises(NotFound):
             async with session_scope(sessionmaker) as s:
                 await settings_service.update(s, "NoSuchNotice", enabled=False, changed_by="x")
+
+
+class TestPayloadFields:
+    """What the planning reads of a payload: its field, or None for a payload type without
+    that field (``payload_field`` reads the model's fields without ``getattr``'s
+    ``AttributeError`` for a missing one)."""
+
+    def test_a_field_of_the_payload_type_and_one_it_does_not_have(self) -> None:
+        contract = parse_event(event_body("contract.created", payload=CONTRACT))
+        activated = parse_event(
+            event_body("client.activated", payload={"payment_type": "prepaid", "service": "taxi"})
+        )
+        assert service.contract_id_of(contract) == "ct-1"
+        assert service.contract_id_of(activated) is None
+        assert service.payload_field(activated, "service") == "taxi"
+        assert service.payload_field(activated, "language") is None
+        assert service.payload_field(activated, "model_fields") is None  # fields only
