@@ -185,7 +185,8 @@ class DriverStatement:
         return [params[name] for name in self.names]
 
     async def fetch(self, db: Db, params: Mapping[str, Any]) -> list[Any]:
-        return list(await (await driver(db)).fetch(self.sql, *self.args(params)))
+        rows: list[Any] = await (await driver(db)).fetch(self.sql, *self.args(params))
+        return rows  # asyncpg answers a list already
 
     async def execute(self, db: Db, params: Mapping[str, Any]) -> None:
         await (await driver(db)).execute(self.sql, *self.args(params))
