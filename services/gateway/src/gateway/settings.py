@@ -97,7 +97,9 @@ class GatewaySettings(ServiceSettings):
     inflight_wait_seconds: float = Field(
         2.0, ge=0, description="How long a repeat waits for the first request before 409."
     )
-    inflight_poll_seconds: float = Field(0.1, gt=0)
+    inflight_poll_seconds: float = Field(
+        0.1, gt=0, description="How often such a waiting repeat looks at the first request again."
+    )
     provider_timeout_seconds: float = Field(
         60.0, gt=0, description="Upper bound of one provider call (transient `timeout` after)."
     )
