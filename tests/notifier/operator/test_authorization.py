@@ -40,6 +40,9 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/config/integrations"): "letters:read",
     ("PUT", "/v1/config/integrations/{name}/switch"): "config:write",
     ("GET", "/v1/config/integrations/{name}/history"): "letters:read",
+    ("GET", "/v1/suppressions"): "letters:read",
+    ("POST", "/v1/suppressions"): "letters:write",
+    ("DELETE", "/v1/suppressions/{suppression_id}"): "letters:write",
     ("GET", "/v1/unsubscribe/{token}"): PUBLIC,  # the signed token is the credential
     ("POST", "/v1/unsubscribe/{token}"): PUBLIC,
 }
@@ -50,6 +53,7 @@ PATH_VALUES = {
     "letter": "LowBalanceNotice",
     "name": "LowBalanceNotice",
     "token": "1.00000000000000000000000000000000",
+    "suppression_id": "1",
 }
 
 

@@ -57,6 +57,7 @@ def upstream() -> Iterator[None]:
         router.get(f"{GATEWAY}/v1/providers").respond(200, json=[PROVIDER])
         router.put(url__regex=rf"{GATEWAY}/v1/providers/[^/]+/switch").respond(200, json=PROVIDER)
         router.get(url__regex=rf"{GATEWAY}/v1/providers/[^/]+/switch/history").respond(200, json=[])
+        router.get(f"{GATEWAY}/v1/suppressions").respond(200, json={"items": []})
         yield
 
 

@@ -70,8 +70,10 @@ def openapi() -> None:
 
 def _register_operator_commands() -> None:
     from notifier.operator.cli import register
+    from notifier.suppressions.cli import suppressions_app
 
     register(app)
+    app.add_typer(suppressions_app, name="suppressions")
 
 
 _register_operator_commands()

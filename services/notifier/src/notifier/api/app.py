@@ -24,6 +24,7 @@ from notifier.events.endpoints import router as events_router
 from notifier.operator.endpoints import router as operator_router
 from notifier.operator.endpoints import tools as operator_tools_router
 from notifier.settings import NotifierSettings, get_settings
+from notifier.suppressions.endpoints import operator_router as suppressions_router
 from notifier.suppressions.endpoints import router as unsubscribe_router
 from notifier.worker import start_clients
 
@@ -84,5 +85,6 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app.include_router(operator_router)
     app.include_router(operator_tools_router)
     app.include_router(config_router)
+    app.include_router(suppressions_router)
     app.include_router(unsubscribe_router)
     return app

@@ -12,6 +12,7 @@ from notifier_common.db import session_scope
 from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from notifier.config.integrations import Integrations
 from notifier.models import ApiToken
 from notifier.settings import NotifierSettings
 
@@ -44,12 +45,18 @@ async def get_clients(request: Request) -> dict[str, Any]:
     return clients
 
 
+async def get_integrations(request: Request) -> Integrations:
+    """The gateway's operator side (switches, suppression lifts) on the shared gateway client."""
+    return Integrations.of(await get_clients(request), await get_app_settings(request))
+
+
 auth = BearerAuth(ApiToken, get_sessionmaker)
 
 Session = Annotated[AsyncSession, Depends(get_session)]
 Redis = Annotated[ArqRedis, Depends(get_redis)]
 Settings = Annotated[NotifierSettings, Depends(get_app_settings)]
 Clients = Annotated[dict[str, Any], Depends(get_clients)]
+GatewayIntegrations = Annotated[Integrations, Depends(get_integrations)]
 EventsWriter = Annotated[Principal, Depends(auth.require("events:write"))]
 LettersReader = Annotated[Principal, Depends(auth.require("letters:read"))]
 LettersWriter = Annotated[Principal, Depends(auth.require("letters:write"))]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from notifier_common.errors import problem_responses
 
-from notifier.api.deps import Clients, ConfigWriter, LettersReader, Session, Settings
+from notifier.api.deps import ConfigWriter, GatewayIntegrations, LettersReader, Session
 from notifier.config import service
-from notifier.config.integrations import Integrations
 from notifier.config.schemas import (
     AuditOut,
     IntegrationOut,
@@ -29,15 +28,6 @@ LetterName = Annotated[
 ProviderName = Annotated[
     str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$", examples=["smtp"])
 ]
-
-
-def get_integrations(clients: Clients, settings: Settings) -> Integrations:
-    return Integrations(
-        clients["gateway_http"], base_url=settings.gateway_url, token=settings.gateway_token
-    )
-
-
-GatewayIntegrations = Annotated[Integrations, Depends(get_integrations)]
 
 
 @router.get(

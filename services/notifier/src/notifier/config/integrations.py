@@ -1,10 +1,14 @@
 """Integration switches live in the gateway (one switch per provider, audited there); the
 notifier reads and flips them through the gateway API with its own token. The operator's token
-name goes into the gateway's audit reason, so the trail says who asked."""
+name goes into the gateway's audit reason, so the trail says who asked.
+
+The same client lifts a suppression at the gateway when an operator lifts it in the notifier
+(decision 0108): the gateway enforces its own list at send time too."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -12,6 +16,10 @@ from notifier_common.errors import AppError, NotFound
 from pydantic import TypeAdapter, ValidationError
 
 from notifier.config.schemas import IntegrationOut, SwitchChangeOut, SwitchIn
+from notifier.suppressions.feed import RemoteSuppression
+
+if TYPE_CHECKING:
+    from notifier.settings import NotifierSettings
 
 
 class GatewayUnavailable(AppError):
@@ -27,8 +35,15 @@ class GatewayRefused(AppError):
     title = "Bad Gateway"
 
 
+class GatewaySuppression(RemoteSuppression):
+    """A row of the gateway's ``GET /v1/suppressions``, with the id its DELETE takes."""
+
+    id: int
+
+
 _PROVIDERS = TypeAdapter(list[IntegrationOut])
 _HISTORY = TypeAdapter(list[SwitchChangeOut])
+_SUPPRESSIONS = TypeAdapter(list[GatewaySuppression])
 
 
 class Integrations:
@@ -36,6 +51,13 @@ class Integrations:
         self._http = http
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
+
+    @classmethod
+    def of(cls, clients: Mapping[str, Any], settings: NotifierSettings) -> Integrations:
+        """On the process's shared gateway client (``clients["gateway_http"]``)."""
+        return cls(
+            clients["gateway_http"], base_url=settings.gateway_url, token=settings.gateway_token
+        )
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -47,12 +69,14 @@ class Integrations:
         if r.status_code in (401, 403):
             raise GatewayRefused(
                 f"the gateway refused the notifier's token ({r.status_code}: {_detail(r)}); "
-                "switches need a gateway token with the admin scope in NOTIFIER_GATEWAY_TOKEN"
-                " (gateway token create --name notifier --scope messages:write"
-                " --scope messages:read --scope admin)"
+                "switches and suppression lifts need a gateway token with the admin scope in "
+                "NOTIFIER_GATEWAY_TOKEN (gateway token create --name notifier --scope "
+                "messages:write --scope messages:read --scope admin)"
             )
         if r.status_code >= 300:
             raise GatewayUnavailable(f"gateway answered {r.status_code}: {_detail(r)}")
+        if r.status_code == 204:
+            return None
         try:
             return r.json()
         except ValueError as exc:
@@ -70,6 +94,30 @@ class Integrations:
     async def history(self, name: str) -> list[SwitchChangeOut]:
         path = f"/v1/providers/{quote(name, safe='')}/switch/history"
         return _parse(_HISTORY, await self._call("GET", path))
+
+    async def suppressions(self, *, address: str, scope: str) -> list[GatewaySuppression]:
+        """The gateway's rows for this (address, scope): at most one (unique there too)."""
+        params = {"address": address, "scope": scope, "limit": 100}
+        try:
+            data = await self._call("GET", "/v1/suppressions", params=params)
+        except NotFound as exc:  # the route exists in every gateway: a wrong NOTIFIER_GATEWAY_URL
+            detail = f"gateway answered 404 to GET /v1/suppressions: {exc.detail}"
+            raise GatewayUnavailable(detail) from exc
+        return _parse(_SUPPRESSIONS, data.get("items") if isinstance(data, dict) else None)
+
+    async def lift_suppression(self, *, address: str, scope: str) -> int:
+        """Delete the gateway's rows for (address, scope); a row already gone (404) is fine.
+        Returns how many this call deleted."""
+        lifted = 0
+        for row in await self.suppressions(address=address, scope=scope):
+            if row.address != address or row.scope != scope:
+                continue  # the gateway filters exactly; never delete anything else
+            try:
+                await self._call("DELETE", f"/v1/suppressions/{row.id}")
+            except NotFound:
+                continue  # lifted meanwhile (another lift, an operator at the gateway)
+            lifted += 1
+        return lifted
 
 
 def _detail(r: httpx.Response) -> str:

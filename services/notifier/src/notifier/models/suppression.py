@@ -5,7 +5,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Enum, Identity, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    Identity,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from notifier.models.base import Base
@@ -48,7 +58,11 @@ class Suppression(Base):
     detail: Mapped[str | None] = mapped_column(Text, doc="letter id, gateway provider, ...")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    __table_args__ = (UniqueConstraint("address", "scope"),)
+    __table_args__ = (
+        UniqueConstraint("address", "scope"),
+        # the operator list's newest-first keyset pages (decision 0108)
+        Index("ix_suppressions_created_at_id", "created_at", "id"),
+    )
 
 
 class SyncWatermark(Base):

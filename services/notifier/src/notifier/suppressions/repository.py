@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, func, or_, select, text, update
+from notifier_common.pagination import newest_first
+from sqlalchemy import ColumnElement, Table, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,6 +74,75 @@ async def add_many(session: AsyncSession, rows: Sequence[NewSuppression]) -> int
         .returning(Suppression.id)
     )
     return len((await session.execute(stmt)).all())
+
+
+@dataclass(frozen=True, kw_only=True)
+class SuppressionQuery:
+    """Filters of the operator's list; ``address`` is compared stripped and lower-cased."""
+
+    address: str | None = None
+    scope: str | None = None
+    reasons: Sequence[SuppressionReason] = field(default_factory=tuple)
+    source: SuppressionSource | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = []
+        if self.address is not None:
+            out.append(Suppression.address == self.address.strip().lower())
+        if self.scope is not None:
+            out.append(Suppression.scope == self.scope)
+        if self.reasons:
+            out.append(Suppression.reason.in_(list(self.reasons)))
+        if self.source is not None:
+            out.append(Suppression.source == self.source)
+        return out
+
+
+async def list_suppressions(
+    session: AsyncSession,
+    query: SuppressionQuery,
+    *,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[Suppression]:
+    """Newest first, ``(created_at, id)`` descending; keyset after the cursor."""
+    stmt = select(Suppression).where(*query.conditions())
+    stmt = newest_first(stmt, Suppression.created_at, Suppression.id, after=after, limit=limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def add_or_get(session: AsyncSession, row: NewSuppression) -> tuple[Suppression, bool]:
+    """Insert one (address lower-cased) or, when its (address, scope) exists, get that row
+    unchanged (the first reason stays, as :func:`add_many`). True when it is new."""
+    address = row.address.strip().lower()
+    stmt = (
+        insert(Suppression)
+        .values(
+            address=address,
+            scope=row.scope,
+            reason=row.reason,
+            source=row.source,
+            detail=row.detail,
+        )
+        .on_conflict_do_nothing(index_elements=[Suppression.address, Suppression.scope])
+        .returning(Suppression)
+    )
+    added = (await session.execute(stmt)).scalar_one_or_none()
+    if added is not None:
+        return added, True
+    existing = select(Suppression).where(
+        Suppression.address == address, Suppression.scope == row.scope
+    )
+    return (await session.execute(existing)).scalar_one(), False
+
+
+async def get_suppression(session: AsyncSession, suppression_id: int) -> Suppression | None:
+    return await session.get(Suppression, suppression_id)
+
+
+async def delete_suppression(session: AsyncSession, suppression_id: int) -> bool:
+    stmt = delete(Suppression).where(Suppression.id == suppression_id).returning(Suppression.id)
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
 async def letter_for_link(session: AsyncSession, letter_id: int) -> Letter | None:
