@@ -64,7 +64,8 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str], Config]:
+    """The command line: its arguments, the selected workloads and their sizes."""
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="reduced sizes (< 3 minutes)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {WORKLOADS}")
@@ -73,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
     parser.add_argument(
         "--cap", type=float, default=None, help="override the per-run time cap (s) of the drains"
+    )
+    parser.add_argument(
+        "--latency-rate",
+        type=int,
+        default=None,
+        help="events/s of the latency workload (default 200, the target's rate): for a "
+        "latency-against-load curve; the rate is in the entry's params",
     )
     parser.add_argument("--revision", default="head", help="migrate the bench db to this")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -87,7 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {"runs": args.runs}
     if args.cap:
         overrides.update(processing_cap=args.cap, drain_cap=args.cap)
+    if args.latency_rate is not None:
+        if args.latency_rate < 1:
+            parser.error("--latency-rate must be >= 1 event/s")
+        overrides["latency_rate"] = args.latency_rate
     cfg = Config(**{**cfg.__dict__, **overrides})
+    return args, selected, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, selected, cfg = parse_args(argv)
 
     def on_term(signum: int, frame: object) -> None:
         raise SystemExit(f"bench: stopped by signal {signum}")  # unwinds: every process stopped

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import drain, stats
-from bench.run import table
+from bench.run import parse_args, table
 
 
 class TestAggregation:
@@ -157,3 +157,17 @@ class TestRoundSeconds:
 
     def test_without_a_count_time_the_poll_decides(self) -> None:
         assert drain.round_seconds(5.0, 1000.0, None, 20_000, 20_000) == 5.0
+
+
+class TestCommandLine:
+    def test_latency_rate_sets_the_latency_workloads_rate(self) -> None:
+        _, selected, cfg = parse_args(["--only", "latency", "--latency-rate", "50"])
+        assert selected == ["latency"]
+        assert cfg.latency_rate == 50
+        _, _, default = parse_args(["--only", "latency"])
+        assert default.latency_rate == 200
+
+    def test_a_rate_below_one_is_refused(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit):
+            parse_args(["--latency-rate", "0"])
+        assert "--latency-rate must be >= 1" in capsys.readouterr().err
