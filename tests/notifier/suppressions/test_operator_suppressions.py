@@ -22,8 +22,10 @@ from notifier.models import (
 )
 from notifier.settings import NotifierSettings
 from notifier.suppressions import repository
-from sqlalchemy import insert, select
+from sqlalchemy import delete, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.util import await_only
 
 from tests.conftest import TokenFactory
 from tests.notifier.letters.conftest import Engine
@@ -208,6 +210,33 @@ class TestAdd:
             assert await repository.scopes_of(s, [ANN]) == {ANN: {"*": SuppressionReason.manual}}
         [line] = logged(caplog, "suppressions.added")
         assert (line["address"], line["by"]) == ("a***@example.com", "ops-alice")
+
+    async def test_a_row_lifted_between_the_conflict_and_the_read_is_added_again(
+        self, sessionmaker: Sessionmaker
+    ) -> None:
+        [sid] = await seed(sessionmaker, {"address": ANN})
+
+        async def lift_elsewhere() -> None:
+            async with sessionmaker() as other, other.begin():
+                await other.execute(delete(Suppression).where(Suppression.id == sid))
+
+        lifted: list[bool] = []
+
+        def between(state: ORMExecuteState) -> None:
+            # the INSERT found the row; a concurrent lift commits before the read of it
+            if state.is_select and not lifted:
+                lifted.append(True)
+                await_only(lift_elsewhere())
+
+        manual = repository.NewSuppression(
+            ANN, "*", SuppressionReason.manual, SuppressionSource.operator, "by ops-alice"
+        )
+        async with sessionmaker() as s, s.begin():
+            event.listen(s.sync_session, "do_orm_execute", between)
+            row, added = await repository.add_or_get(s, manual)
+        assert lifted
+        assert (added, row.reason, row.detail) == (True, SuppressionReason.manual, "by ops-alice")
+        assert await notifier_rows(sessionmaker) == [(ANN, "*", "manual")]
 
     async def test_a_letter_scope_and_no_detail(
         self, client: httpx.AsyncClient, writer: dict[str, str]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from notifier_common.errors import Conflict
 from notifier_common.pagination import newest_first
 from sqlalchemy import ColumnElement, Table, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -113,9 +114,10 @@ async def list_suppressions(
 
 async def add_or_get(session: AsyncSession, row: NewSuppression) -> tuple[Suppression, bool]:
     """Insert one (address lower-cased) or, when its (address, scope) exists, get that row
-    unchanged (the first reason stays, as :func:`add_many`). True when it is new."""
+    unchanged (the first reason stays, as :func:`add_many`). True when it is new. A row lifted
+    between the two statements is inserted again (the next try finds no conflict)."""
     address = row.address.strip().lower()
-    stmt = (
+    insert_one = (
         insert(Suppression)
         .values(
             address=address,
@@ -127,13 +129,17 @@ async def add_or_get(session: AsyncSession, row: NewSuppression) -> tuple[Suppre
         .on_conflict_do_nothing(index_elements=[Suppression.address, Suppression.scope])
         .returning(Suppression)
     )
-    added = (await session.execute(stmt)).scalar_one_or_none()
-    if added is not None:
-        return added, True
     existing = select(Suppression).where(
         Suppression.address == address, Suppression.scope == row.scope
     )
-    return (await session.execute(existing)).scalar_one(), False
+    for _ in range(3):
+        added = (await session.execute(insert_one)).scalar_one_or_none()
+        if added is not None:
+            return added, True
+        found = (await session.execute(existing)).scalar_one_or_none()
+        if found is not None:
+            return found, False
+    raise Conflict(f"suppression of {address} ({row.scope}) is changing concurrently; try again")
 
 
 async def get_suppression(session: AsyncSession, suppression_id: int) -> Suppression | None:
