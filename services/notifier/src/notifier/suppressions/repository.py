@@ -9,7 +9,7 @@ from datetime import datetime
 from notifier_common.errors import Conflict
 from notifier_common.pagination import newest_first
 from sqlalchemy import ColumnElement, Table, bindparam, delete, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.models import (
@@ -52,28 +52,38 @@ async def scopes_of(
     return out
 
 
-async def add_many(session: AsyncSession, rows: Sequence[NewSuppression]) -> int:
-    """Insert; an existing (address, scope) keeps its first reason. Returns how many were new."""
-    unique = {(r.address.strip().lower(), r.scope): r for r in rows}
-    if not unique:
-        return 0
-    stmt = (
+def normal_address(address: str) -> str:
+    """How an address is stored and compared: stripped and lower-cased."""
+    return address.strip().lower()
+
+
+def _insert_keeping_first(rows: Sequence[NewSuppression]) -> Insert:
+    """INSERT of ``rows`` (one per (address, scope), addresses normalised) that leaves an
+    existing (address, scope) as it is: its first reason stays."""
+    return (
         insert(Suppression)
         .values(
             [
                 {
-                    "address": address,
-                    "scope": scope,
+                    "address": normal_address(r.address),
+                    "scope": r.scope,
                     "reason": r.reason,
                     "source": r.source,
                     "detail": r.detail,
                 }
-                for (address, scope), r in unique.items()
+                for r in rows
             ]
         )
         .on_conflict_do_nothing(index_elements=[Suppression.address, Suppression.scope])
-        .returning(Suppression.id)
     )
+
+
+async def add_many(session: AsyncSession, rows: Sequence[NewSuppression]) -> int:
+    """Insert; an existing (address, scope) keeps its first reason. Returns how many were new."""
+    unique = {(normal_address(r.address), r.scope): r for r in rows}
+    if not unique:
+        return 0
+    stmt = _insert_keeping_first(list(unique.values())).returning(Suppression.id)
     return len((await session.execute(stmt)).all())
 
 
@@ -89,7 +99,7 @@ class SuppressionQuery:
     def conditions(self) -> list[ColumnElement[bool]]:
         out: list[ColumnElement[bool]] = []
         if self.address is not None:
-            out.append(Suppression.address == self.address.strip().lower())
+            out.append(Suppression.address == normal_address(self.address))
         if self.scope is not None:
             out.append(Suppression.scope == self.scope)
         if self.reasons:
@@ -116,19 +126,8 @@ async def add_or_get(session: AsyncSession, row: NewSuppression) -> tuple[Suppre
     """Insert one (address lower-cased) or, when its (address, scope) exists, get that row
     unchanged (the first reason stays, as :func:`add_many`). True when it is new. A row lifted
     between the two statements is inserted again (the next try finds no conflict)."""
-    address = row.address.strip().lower()
-    insert_one = (
-        insert(Suppression)
-        .values(
-            address=address,
-            scope=row.scope,
-            reason=row.reason,
-            source=row.source,
-            detail=row.detail,
-        )
-        .on_conflict_do_nothing(index_elements=[Suppression.address, Suppression.scope])
-        .returning(Suppression)
-    )
+    address = normal_address(row.address)
+    insert_one = _insert_keeping_first([row]).returning(Suppression)
     existing = select(Suppression).where(
         Suppression.address == address, Suppression.scope == row.scope
     )

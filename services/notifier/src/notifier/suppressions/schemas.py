@@ -8,6 +8,7 @@ from notifier_common.text import NoNulModel
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from notifier.models import ALL_SCOPES, SuppressionReason, SuppressionSource
+from notifier.suppressions.repository import normal_address
 
 
 class SuppressionOut(BaseModel):
@@ -56,7 +57,7 @@ class SuppressionIn(NoNulModel):
     @field_validator("address", mode="after")
     @classmethod
     def _normalized(cls, value: str) -> str:
-        value = value.strip().lower()
+        value = normal_address(value)
         if not value:
             raise ValueError("an address is required")
         return value

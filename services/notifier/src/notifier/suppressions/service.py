@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifier.letters.catalog import ACTION_CHANNELS
 from notifier.models import ALL_SCOPES, Letter, SuppressionReason, SuppressionSource
 from notifier.suppressions import repository
-from notifier.suppressions.repository import NewSuppression, SuppressionQuery
+from notifier.suppressions.repository import NewSuppression, SuppressionQuery, normal_address
 from notifier.suppressions.schemas import (
     LiftResult,
     SuppressionIn,
@@ -38,10 +38,6 @@ class Addressed(Protocol):
     def recipient(self) -> str: ...
 
 
-def normalize(address: str) -> str:
-    return address.strip().lower()
-
-
 def scopes_for(letter: Addressed) -> tuple[str, ...]:
     """A letter is stopped by a suppression in scope ``*``, its channel, or its letter name;
     an action on a person's record (a newsletter (un)subscription, a CRM update) by none: an
@@ -60,10 +56,10 @@ def link_scope(letter: Letter) -> str:
 
 async def suppressed(session: AsyncSession, letters: Sequence[Addressed]) -> dict[int, str]:
     """``{letter_id: skip reason}`` for suppressed recipients; one query for the whole batch."""
-    found = await repository.scopes_of(session, [normalize(x.recipient) for x in letters])
+    found = await repository.scopes_of(session, [normal_address(x.recipient) for x in letters])
     out: dict[int, str] = {}
     for x in letters:
-        reason = _match(found.get(normalize(x.recipient), {}), scopes_for(x))
+        reason = _match(found.get(normal_address(x.recipient), {}), scopes_for(x))
         if reason is not None:
             out[x.id] = f"suppressed ({reason.value})"
     return out
@@ -81,7 +77,7 @@ def _match(
 async def unsubscribe(session: AsyncSession, letter: Letter) -> bool:
     """Suppress the letter's recipient (idempotent). True when the row is new."""
     row = NewSuppression(
-        address=normalize(letter.recipient),
+        address=normal_address(letter.recipient),
         scope=link_scope(letter),
         reason=SuppressionReason.unsubscribed,
         source=SuppressionSource.link,
