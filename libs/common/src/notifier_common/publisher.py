@@ -4,6 +4,11 @@ Enqueues the arq job ``handle_event`` on the notifier's queue with ``_job_id = "
 a duplicate publish while the job (or its result) is still in Redis collapses to nothing, and
 the notifier's unique event id makes any later duplicate a no-op.
 
+Every enqueue that adds a job also publishes on the queue's wake channel
+(``wake_channel(queue)``, in the same atomic call): the notifier's workers subscribe and poll at
+once instead of at their next poll (decision 0109). A producer that enqueues with arq's own
+``enqueue_job`` is still picked up, at the workers' poll delay.
+
 ``publish_many`` enqueues a whole batch in one atomic Lua call with exactly arq's semantics
 (skip when ``arq:job:<id>`` or ``arq:result:<id>`` exists, else PSETEX the pickled job and ZADD
 it to the queue). arq's own ``enqueue_job`` costs one WATCH/MULTI round trip per job (about
@@ -31,6 +36,7 @@ local queue = KEYS[1]
 local job_prefix, result_prefix = ARGV[1], ARGV[2]
 local expires_ms, score = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
+local added = 0
 for i = 5, #ARGV, 2 do
   local job_id = ARGV[i]
   if redis.call('EXISTS', job_prefix .. job_id, result_prefix .. job_id) > 0 then
@@ -39,10 +45,20 @@ for i = 5, #ARGV, 2 do
     redis.call('PSETEX', job_prefix .. job_id, expires_ms, ARGV[i + 1])
     redis.call('ZADD', queue, score, job_id)
     out[#out + 1] = 1
+    added = added + 1
   end
+end
+if added > 0 then
+  redis.call('PUBLISH', queue .. ':wake', added)
 end
 return out
 """
+
+
+def wake_channel(queue_name: str) -> str:
+    """The Pub/Sub channel an enqueue publishes on (the number of jobs it added), which the
+    workers of ``queue_name`` listen to (decision 0109)."""
+    return f"{queue_name}:wake"
 
 
 def job_id_for(event_id: object) -> str:

@@ -21,10 +21,11 @@ class NotifierSettings(ServiceSettings):
     )
     worker_max_jobs: int = Field(200, ge=1, description="arq max_jobs per worker process.")
     worker_poll_delay: float = Field(
-        0.01,
+        0.05,
         gt=0,
-        description="arq poll delay in seconds: a queued event waits up to this long to start "
-        "(one Redis read per poll when idle).",
+        description="Longest wait between queue polls, in seconds. Events enqueued by the "
+        "notifier's publisher or POST /v1/events wake the worker at once; jobs enqueued with "
+        "arq's own enqueue_job (and deferred retries) wait up to this long to start.",
     )
     worker_job_timeout: int = Field(120, ge=1, description="Seconds before arq cancels a job.")
     worker_max_tries: int = Field(8, ge=1, description="arq max tries for handle_event.")
@@ -41,7 +42,10 @@ class NotifierSettings(ServiceSettings):
         5.0, ge=0, description="Event processing sees a letter settings change within this (s)."
     )
     immediate_send_window: float = Field(
-        0.005, ge=0, description="Seconds immediate sends of concurrent events are coalesced."
+        0.0,
+        ge=0,
+        description="Seconds immediate sends of concurrent events are coalesced (0: each "
+        "group commit's letters leave at once; they still gather while all sends are busy).",
     )
     immediate_send_max_in_flight: int = Field(
         4, ge=1, description="Most coalesced immediate sends (gateway calls) running at once."

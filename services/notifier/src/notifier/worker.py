@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from contextvars import ContextVar
@@ -23,6 +24,7 @@ from notifier_common.collector import WORKER_YOUNG_THRESHOLD, tune_collector
 from notifier_common.db import create_engine, create_sessionmaker
 from notifier_common.http import create_http_client
 from notifier_common.logging import configure_logging, get_logger
+from notifier_common.publisher import wake_channel
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from notifier.clock import Clock, system_clock
@@ -475,16 +477,83 @@ class NotifierWorker(Worker):
     checked and marked in one Lua call, which does arq's checks atomically per id (as its
     WATCH/MULTI did). Ids of jobs running in this process are skipped without asking Redis.
     Everything after the claim (``run_job``: job fetch, ``job_try``, abort, retries, results)
-    is arq's own code."""
+    is arq's own code.
+
+    Between polls it waits for a wake-up (decision 0109): the notifier's enqueues publish on
+    the queue's wake channel, which this worker subscribes to, so a published event starts at
+    once instead of at the next poll; ``poll_delay`` is the longest wait (what a producer
+    enqueuing with arq's own ``enqueue_job`` waits, and deferred jobs such as retries). A poll
+    that read a full page polls again at once. A burst worker polls as arq does."""
 
     _claim_script: Any = None
     _finishes: list[tuple[tuple[Any, ...], asyncio.Future[None]]] | None = None
     finish_flushes = 0  # transactions that finished jobs (observability for tests)
+    polls = 0  # queue polls so far (observability for tests)
     _finishing: set[asyncio.Task[None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._finishing = set()
+        # arq's loop polls back to back; the wait between polls is ``_wait_for_work``'s
+        self.wait_delay_s = self.poll_delay_s
+        self.poll_delay_s = 0.0
+        self._woken = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+        self._page_full = False
+
+    async def _poll_iteration(self) -> None:
+        if self._listener is None and not self.burst:
+            self._listener = self.loop.create_task(self._listen_for_wakes())
+        self._woken.clear()  # what was published before this poll, this poll reads
+        self.polls += 1
+        await super()._poll_iteration()
+        await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        """Until a wake-up arrives or ``wait_delay_s`` passed; with every slot taken, until one
+        is free (at most ``wait_delay_s``: the heartbeat and cron run between polls); not at
+        all after a poll that read a full page (more jobs are due)."""
+        if self._page_full:
+            self._page_full = False
+            return
+        full = self.job_counter >= self.max_jobs
+        if self._woken.is_set() and not full:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._slot_free() if full else self._woken.wait(), self.wait_delay_s
+            )
+
+    async def _slot_free(self) -> None:
+        async with self.sem:
+            pass
+
+    async def _listen_for_wakes(self) -> None:
+        """Subscribe to the wake channel and set ``_woken`` on each message, for the life of
+        the worker; a lost subscription is logged and made again (polls go on meanwhile)."""
+        channel = wake_channel(self.queue_name)
+        while True:
+            pubsub = self.pool.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                self._woken.set()  # anything published while not subscribed: poll once
+                async for _ in pubsub.listen():
+                    self._woken.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("worker.wake_subscription_lost", error=repr(exc)[:300])
+                await asyncio.sleep(1.0)
+            finally:
+                await pubsub.aclose()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await super().close()
 
     async def finish_job(
         self,
@@ -542,6 +611,7 @@ class NotifierWorker(Worker):
                 done.set_result(None)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        self._page_full = len(job_ids) >= self.queue_read_limit
         running = self.tasks
         pending = [i.decode() for i in job_ids if i.decode() not in running]
         while pending:

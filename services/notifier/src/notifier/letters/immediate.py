@@ -2,8 +2,9 @@
 
 Events handled at about the same time each create a few letters that are due now. Instead of
 one ``LetterSender.send_now`` (claim + one gateway call + record) per event, callers hand their
-ids to the process's :class:`ImmediateSends`; every ``window`` seconds it sends the union of the
-ids handed over since the last send (one call per ``max_batch`` ids), and each caller's
+ids to the process's :class:`ImmediateSends`; after ``window`` seconds (0 by default, decision
+0109: one group commit's letters already come in one call) it sends the union of the ids handed
+over since the last send (one call per ``max_batch`` ids), and each caller's
 ``send`` returns when the send that carried its ids finished. Up to ``max_in_flight`` sends run
 at once (decision 0078): with one at a time, every letter also waited for the gateway call
 before it, ~0.5 s at 200 events/s; when all are busy the ids keep gathering into the next,
@@ -29,7 +30,7 @@ class ImmediateSends:
         self,
         sender: LetterSender,
         *,
-        window: float = 0.01,
+        window: float = 0.0,
         max_batch: int = 500,
         max_in_flight: int = 4,
     ):
