@@ -15,7 +15,7 @@ import httpx
 import pytest
 import respx
 from arq import Retry
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.jobs import Job
 from notifier import worker
 from notifier.enrichment import EnrichmentClient
@@ -109,13 +109,6 @@ async def ctx(
         yield ctx
     finally:
         await worker.shutdown(ctx)
-
-
-@pytest.fixture
-async def redis(settings: NotifierSettings) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    yield pool
-    await pool.aclose()
 
 
 def unblocked() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from typing import Any
 
 import httpx
 import pytest
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 from notifier import worker
 from notifier.events import service
@@ -24,13 +24,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.factories import event_body
-
-
-@pytest.fixture
-async def redis(settings: NotifierSettings) -> ArqRedis:
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    yield pool
-    await pool.aclose()
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from notifier import worker
 from notifier.events.processing import NoLetters
 from notifier.models import Event
@@ -29,13 +29,6 @@ from tests.factories import event_body
 
 LONG_POLL = 60.0  # seconds: far beyond every wait below
 IN_TIME = 10.0
-
-
-@pytest.fixture
-async def redis(settings: NotifierSettings) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    yield pool
-    await pool.aclose()
 
 
 @pytest.fixture(autouse=True)
