@@ -30,14 +30,16 @@ from notifier_common.events import Envelope
 DEFAULT_QUEUE = "notifier:queue"
 HANDLE_EVENT = "handle_event"
 
-# KEYS[1] = queue; ARGV = job_prefix, result_prefix, expires_ms, score, id1, job1, id2, job2, ...
+# KEYS[1] = queue; ARGV = job_prefix, result_prefix, expires_ms, score, wake channel (a channel,
+# not a key: wake_channel), id1, job1, id2, job2, ...
 _ENQUEUE_MANY = """
 local queue = KEYS[1]
 local job_prefix, result_prefix = ARGV[1], ARGV[2]
 local expires_ms, score = tonumber(ARGV[3]), tonumber(ARGV[4])
+local wake = ARGV[5]
 local out = {}
 local added = 0
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local job_id = ARGV[i]
   if redis.call('EXISTS', job_prefix .. job_id, result_prefix .. job_id) > 0 then
     out[#out + 1] = 0
@@ -49,7 +51,7 @@ for i = 5, #ARGV, 2 do
   end
 end
 if added > 0 then
-  redis.call('PUBLISH', queue .. ':wake', added)
+  redis.call('PUBLISH', wake, added)
 end
 return out
 """
@@ -83,7 +85,13 @@ async def enqueue_raw(
     if not jobs:
         return []
     now_ms = int(time.time() * 1000)
-    argv: list[Any] = [job_key_prefix, result_key_prefix, expires_extra_ms, now_ms]
+    argv: list[Any] = [
+        job_key_prefix,
+        result_key_prefix,
+        expires_extra_ms,
+        now_ms,
+        wake_channel(queue_name),
+    ]
     for job_id, arg in jobs:
         argv += [job_id, serialize_job(function, (arg,), {}, None, now_ms)]
     result = await redis.eval(_ENQUEUE_MANY, 1, queue_name, *argv)  # type: ignore[misc]
