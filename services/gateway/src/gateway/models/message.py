@@ -60,7 +60,20 @@ class MessageRecord(Base):
     )
 
     __table_args__ = (
-        Index("ix_messages_provider_status", "provider", "status"),
-        Index("ix_messages_provider_message_id", "provider", "provider_message_id"),
+        # partial: the rows the table is full of are never looked up there (decision 0110)
+        Index(
+            "ix_messages_provider_outcome",
+            "provider",
+            "status",
+            "created_at",
+            "id",
+            postgresql_where=text("status NOT IN ('in_progress', 'accepted', 'delivered')"),
+        ),
+        Index(
+            "ix_messages_provider_message_id",
+            "provider",
+            "provider_message_id",
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+        ),
         Index("ix_messages_created_at_id", "created_at", "id"),
     )
