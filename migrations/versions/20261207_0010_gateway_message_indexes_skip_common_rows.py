@@ -36,15 +36,19 @@ PROVIDER_ID_KNOWN = sa.text("provider_message_id IS NOT NULL")
 OUTCOME_TO_LOOK_AT = sa.text("status NOT IN ('in_progress', 'accepted', 'delivered')")
 
 
-def upgrade() -> None:
+def _provider_id_index(where: sa.TextClause | None) -> None:
     op.drop_index("ix_messages_provider_message_id", table_name="messages", schema="gateway")
     op.create_index(
         "ix_messages_provider_message_id",
         "messages",
         ["provider", "provider_message_id"],
         schema="gateway",
-        postgresql_where=PROVIDER_ID_KNOWN,
+        postgresql_where=where,
     )
+
+
+def upgrade() -> None:
+    _provider_id_index(PROVIDER_ID_KNOWN)
     op.drop_index("ix_messages_provider_status", table_name="messages", schema="gateway")
     op.create_index(
         "ix_messages_provider_outcome",
@@ -60,10 +64,4 @@ def downgrade() -> None:
     op.create_index(
         "ix_messages_provider_status", "messages", ["provider", "status"], schema="gateway"
     )
-    op.drop_index("ix_messages_provider_message_id", table_name="messages", schema="gateway")
-    op.create_index(
-        "ix_messages_provider_message_id",
-        "messages",
-        ["provider", "provider_message_id"],
-        schema="gateway",
-    )
+    _provider_id_index(None)
