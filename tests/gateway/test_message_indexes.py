@@ -12,6 +12,7 @@ import pytest
 from gateway.messages import repository
 from gateway.models import MessageStatus
 from gateway.webhooks.repository import messages_by_provider_id
+from notifier_common.db import held_connection, session_scope
 from sqlalchemy import event
 from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -38,12 +39,11 @@ Query = Callable[[AsyncSession], Awaitable[Any]]
 
 @pytest.fixture
 async def seeded(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    async with sessionmaker() as s:
+    async with session_scope(sessionmaker) as s:
         # emptied with TRUNCATE, not the suite's DELETE: fresh index files, sized by this seed
         await s.execute(sql("TRUNCATE gateway.messages CASCADE"))
         await s.execute(sql(_SEED))
         await s.execute(sql("ANALYZE gateway.messages"))
-        await s.commit()
 
 
 async def _plan(
@@ -63,11 +63,8 @@ async def _plan(
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
     (statement, parameters), *_ = sent
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        rows = await driver.fetch(f"EXPLAIN {statement}", *(parameters or ()))
+    async with held_connection(sessionmaker) as connection:
+        rows = await connection.fetch(f"EXPLAIN {statement}", *(parameters or ()))
     return "\n".join(r[0] for r in rows)
 
 
