@@ -56,9 +56,10 @@ class TestSend:
         async with sessionmaker() as s:
             row = (await s.execute(select(LoggedMessage))).scalar_one()
         assert row.provider_message_id == r.json()["provider_message_id"]
-        assert row.message["to"][0]["address"] == "alice@example.com"
+        assert row.content["to"][0]["address"] == "alice@example.com"
         shown = await client.get(f"/v1/messages/{r.json()['message_id']}", headers=writer)
-        assert row.message == shown.json()["request"]  # the same document, written once
+        assert row.content == shown.json()["request"]  # the same document, written once
+        assert (row.message_id, row.message) == (uuid.UUID(r.json()["message_id"]), None)
 
     async def test_repeat_answers_the_stored_result_without_sending(
         self, client: httpx.AsyncClient, writer: dict[str, str], counting: CountingProvider

@@ -58,7 +58,7 @@ async def real_engine(
 async def logged(sessionmaker: async_sessionmaker[AsyncSession]) -> list[dict[str, Any]]:
     async with sessionmaker() as s:
         rows = (await s.execute(select(LoggedMessage).order_by(LoggedMessage.id))).scalars()
-        return [r.message for r in rows]
+        return [r.content for r in rows]
 
 
 async def test_reminders_and_welcome_letter_go_through_the_real_gateway(

@@ -148,8 +148,8 @@ async def test_two_worker_processes_deliver_5000_letters_exactly_once_at_the_pro
     try:
         delivered = await conn.fetchval("SELECT count(*) FROM gateway.logged_messages")
         distinct = await conn.fetchval(
-            "SELECT count(DISTINCT message::jsonb->'metadata'->>'letter_id')"
-            " FROM gateway.logged_messages"
+            "SELECT count(DISTINCT m.request::jsonb->'metadata'->>'letter_id')"
+            " FROM gateway.logged_messages l JOIN gateway.messages m ON m.id = l.message_id"
         )
         statuses = dict(
             await conn.fetch("SELECT status, count(*) FROM notifier.letters GROUP BY status")

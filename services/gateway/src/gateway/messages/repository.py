@@ -186,6 +186,13 @@ async def claim_replayable(
     return [Claimed(*row) for row in (await session.execute(stmt)).all()]
 
 
+# The LIMIT changes no result (the arrays are as long as ``ids``). It is there for the plan: a
+# prepared statement's generic plan cannot know how many rows unnest gives, and with a small
+# ``gateway.messages`` (a new install, or the benchmark's warm-up; decision 0092) it made the
+# join a hash join over a sequential scan of the table, a plan each pooled connection then kept
+# however large the table grew. A LIMIT the planner cannot evaluate is estimated at a tenth of
+# its input, one row: the plan is a nested loop over the primary key at any table size, which
+# is also the plan for a 500-row batch on a large table (decision 0112).
 _STORE = text(
     """
 UPDATE gateway.messages AS m SET
@@ -200,12 +207,15 @@ UPDATE gateway.messages AS m SET
     claim_token = NULL,
     lease_until = NULL,
     updated_at = now()
-FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:statuses AS text[]),
-    CAST(:pmids AS text[]), CAST(:codes AS text[]), CAST(:reasons AS text[]),
-    CAST(:status_codes AS int[]), CAST(:retry_afters AS float8[]), CAST(:excerpts AS text[]),
-    CAST(:sent_ats AS timestamptz[]))
-    AS r(id, claim_token, status, provider_message_id, code, reason, status_code, retry_after,
-         response_excerpt, sent_at)
+FROM (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]),
+        CAST(:statuses AS text[]), CAST(:pmids AS text[]), CAST(:codes AS text[]),
+        CAST(:reasons AS text[]), CAST(:status_codes AS int[]), CAST(:retry_afters AS float8[]),
+        CAST(:excerpts AS text[]), CAST(:sent_ats AS timestamptz[]))
+        AS u(id, claim_token, status, provider_message_id, code, reason, status_code,
+             retry_after, response_excerpt, sent_at)
+    LIMIT cardinality(CAST(:ids AS uuid[]))
+) AS r
 WHERE m.id = r.id AND m.claim_token = r.claim_token
 """
 ).bindparams(

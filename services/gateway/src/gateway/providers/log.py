@@ -3,12 +3,13 @@
 The default in development, and the "write to a log instead of the real CRM" mode of seed 001.
 Config: ``record`` (default true) writes the table row; ``database_url`` is filled in by the
 registry from the gateway's settings (with ``gateway_database_url``: only in the gateway's own
-database are stored requests copied).
+database are stored requests referred to).
 
-One INSERT per batch (``chunk_size`` 1000: the dispatcher hands over whole batches), storing
-each message as the JSON the gateway already wrote for its request: copied in the database from
-the claimed row's ``gateway.messages.request`` (``Message.stored_as``, decision 0056), else sent
-as ``Message.received_json``, serialised only for a message changed on the way (recipients
+One INSERT per batch (``chunk_size`` 1000: the dispatcher hands over whole batches). A message
+the claim stored unchanged is recorded by reference: ``message_id`` names its committed
+``gateway.messages`` row, whose ``request`` is the JSON (``Message.stored_as``, decision 0111;
+``LoggedMessage.content`` reads either form). Any other message is stored as
+``Message.received_json``, serialised only for a message changed on the way (recipients
 dropped as suppressed). With ``record`` on, the
 table is the record of each message, so the per-message log lines are at debug and each batch
 logs one info line; with ``record`` off the log is the only record and every message is logged
@@ -30,7 +31,7 @@ from notifier_common.db import (
 )
 from notifier_common.ids import ordered_hex
 from notifier_common.logging import get_logger, mask_email
-from sqlalchemy import LargeBinary, String, bindparam, text
+from sqlalchemy import LargeBinary, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PGUUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -53,7 +54,7 @@ class LogProvider(Provider):
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
         url = config.get("database_url")
-        self._copies = url is not None and url == config.get("gateway_database_url")
+        self._in_gateway_database = url is not None and url == config.get("gateway_database_url")
 
     async def start(self) -> None:
         url = self.config.get("database_url")
@@ -78,28 +79,27 @@ class LogProvider(Provider):
     async def send_many(self, messages: Sequence[Message]) -> list[SendResult]:
         ids = [f"log-{digits}" for digits in ordered_hex(len(messages))]
         if self._sessionmaker is not None:
-            copies = self._copies
-            stored = [i for i, m in enumerate(messages) if copies and m.stored_as is not None]
-            sent = [i for i, m in enumerate(messages) if not copies or m.stored_as is None]
+            here = self._in_gateway_database
+            stored = [i for i, m in enumerate(messages) if here and m.stored_as is not None]
+            sent = [i for i, m in enumerate(messages) if not here or m.stored_as is None]
+
+            def rows(indexes: list[int]) -> dict[str, Any]:
+                return {
+                    "provider": self.name,
+                    "pmids": [ids[i] for i in indexes],
+                    "channels": [messages[i].channel for i in indexes],
+                    "actions": [messages[i].action for i in indexes],
+                }
+
             async with session_scope(self._sessionmaker) as session:
-                if stored:  # copied from the claim's row: not sent and parsed again
-                    copy = {
-                        "provider": self.name,
-                        "pmids": [ids[i] for i in stored],
-                        "sources": [messages[i].stored_as for i in stored],
-                    }
-                    copied = {r[0] for r in await _COPY_ON_DRIVER.fetch(session, copy)}
-                    # a row gone meanwhile (never expected): its message is sent as JSON
-                    sent += [i for i in stored if ids[i] not in copied]
+                if stored:  # the claim's row holds the JSON: not sent, parsed or written again
+                    sources = [messages[i].stored_as for i in stored]
+                    await _REFERENCE_ON_DRIVER.execute(
+                        session, {**rows(stored), "sources": sources}
+                    )
                 if sent:
-                    params = {
-                        "provider": self.name,
-                        "pmids": [ids[i] for i in sent],
-                        "channels": [messages[i].channel for i in sent],
-                        "actions": [messages[i].action for i in sent],
-                        "messages": join_json(_json(messages[i]) for i in sent),
-                    }
-                    await _INSERT_ON_DRIVER.execute(session, params)
+                    joined = join_json(_json(messages[i]) for i in sent)
+                    await _INSERT_ON_DRIVER.execute(session, {**rows(sent), "messages": joined})
             log.info("gateway.log_provider_recorded", provider=self.name, count=len(messages))
         recorded = self._sessionmaker is not None
         if not recorded or log.isEnabledFor(logging.DEBUG):
@@ -131,20 +131,16 @@ FROM unnest(CAST(:pmids AS text[]), CAST(:channels AS text[]), CAST(:actions AS 
 ).bindparams(bindparam("messages", type_=LargeBinary()))
 _INSERT_ON_DRIVER = DriverStatement.of(_INSERT)  # on asyncpg's connection (decision 0107)
 
-# A message whose JSON the claim stored (``Message.stored_as``) is copied from that row in the
-# database: the 2.5 MB of a batch are not sent, split and compressed a second time (decision
-# 0056). The row's request is the message's JSON: the same document that was hashed.
-_COPY = text(
+# A message whose JSON the claim stored (``Message.stored_as``) is recorded by reference to that
+# row: the 2.5 MB of a batch are not sent, split, compressed or written a second time (decision
+# 0111; before, 0056 copied them in the database). No join: its plan cannot depend on the size
+# of ``gateway.messages``, and channel and action are the message's own.
+_REFERENCE = text(
     """
-INSERT INTO gateway.logged_messages (provider, provider_message_id, channel, action, message)
-SELECT CAST(:provider AS text), r.pmid, m.channel, m.action, m.request
-FROM unnest(CAST(:pmids AS text[]), CAST(:sources AS uuid[])) WITH ORDINALITY AS r(pmid, source, n)
-JOIN gateway.messages AS m ON m.id = r.source
-ORDER BY r.n
-RETURNING provider_message_id
+INSERT INTO gateway.logged_messages (provider, provider_message_id, channel, action, message_id)
+SELECT CAST(:provider AS text), r.pmid, r.channel, r.action, r.source
+FROM unnest(CAST(:pmids AS text[]), CAST(:channels AS text[]), CAST(:actions AS text[]),
+    CAST(:sources AS uuid[])) AS r(pmid, channel, action, source)
 """
-).bindparams(
-    bindparam("pmids", type_=ARRAY(String())),
-    bindparam("sources", type_=ARRAY(PGUUID(as_uuid=True))),
-)
-_COPY_ON_DRIVER = DriverStatement.of(_COPY)
+).bindparams(bindparam("sources", type_=ARRAY(PGUUID(as_uuid=True))))
+_REFERENCE_ON_DRIVER = DriverStatement.of(_REFERENCE)
