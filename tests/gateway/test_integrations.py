@@ -5,6 +5,7 @@ from typing import Any
 import httpx
 import pytest
 from gateway.models import LoggedMessage
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -17,6 +18,8 @@ from tests.gateway.conftest import (
     running,
 )
 from tests.gateway.fakes import CountingProvider
+
+BREAKER_KEY = "gateway:breaker:counting"
 
 
 async def send(
@@ -204,6 +207,69 @@ class TestCircuitBreaker:
         for i in range(4):
             assert (await send(client, writer, f"k{i}", email()))["code"] == "invalid_recipient"
         assert counting.calls == 4
+
+    @pytest.mark.parametrize(
+        "gateway_settings",
+        [{"counting": {"breaker_threshold": 3, "breaker_cooldown_seconds": 2.0}}],
+        indirect=True,
+    )
+    async def test_a_success_resets_failures_another_process_counted(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        counting: CountingProvider,
+        redis_url: str,
+    ) -> None:
+        """Decision 0113: a success is not recorded after an ``allow`` that found no failure
+        counted; one that found some (here counted by another gateway process) resets them."""
+        redis = Redis.from_url(redis_url)
+        try:
+            await redis.hset(BREAKER_KEY, "failures", 2)
+            assert (await send(client, writer, "ok", email()))["outcome"] == "accepted"
+            assert not await redis.exists(BREAKER_KEY)
+        finally:
+            await redis.aclose()
+        counting.outcome = "transient"
+        for i in range(2):  # 2 of 3: the 2 counted before the success are gone
+            assert (await send(client, writer, f"k{i}", email()))["code"] == "http_503"
+        assert (await send(client, writer, "k2", email()))["code"] == "http_503"
+        assert (await send(client, writer, "k3", email()))["code"] == "circuit_open"
+
+    async def test_a_healthy_provider_costs_one_breaker_round_trip_per_call(
+        self,
+        client: httpx.AsyncClient,
+        writer: dict[str, str],
+        counting: CountingProvider,
+        redis_url: str,
+    ) -> None:
+        """Decision 0113: the ``allow`` before the call, and no ``success`` after it while no
+        failure is counted. Redis's MONITOR shows every command of this test's db."""
+        db = int(redis_url.rsplit("/", 1)[1])
+        redis = Redis.from_url(redis_url)
+        seen: list[str] = []
+        started = asyncio.Event()
+
+        async def watch() -> None:
+            async with redis.monitor() as monitor:
+                started.set()
+                async for command in monitor.listen():
+                    if command.get("db") == db and command.get("client_type") != "lua":
+                        seen.append(str(command["command"]))
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.wait_for(started.wait(), 5)
+            for i in range(3):
+                assert (await send(client, writer, f"k{i}", email()))["outcome"] == "accepted"
+            await asyncio.sleep(0.2)  # MONITOR's stream catches up
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            await redis.aclose()
+        breaker = [c for c in seen if BREAKER_KEY in c]
+        assert len(breaker) == 3, breaker
+        assert all(" allow " in c for c in breaker), breaker
+        assert counting.calls == 3
 
 
 class TestRateLimit:

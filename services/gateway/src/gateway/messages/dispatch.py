@@ -156,15 +156,18 @@ class Dispatcher:
         }
 
     async def _send_chunk(self, entry: ProviderEntry, chunk: list[Pending]) -> list[SendResult]:
-        allowed, refused = await self._pass_breaker(entry, len(chunk))
+        allowed, refused, clean = await self._pass_breaker(entry, len(chunk))
         allowed, limited = await self._pass_rate_limit(entry, allowed)
         sent = await self._call(entry, [p.message for p in chunk[:allowed]]) if allowed else []
         if sent:
-            await self._record_breaker(entry, sent)
+            await self._record_breaker(entry, sent, clean=clean)
         return sent + limited + refused  # chunk order: sent, then rate-limited, then refused
 
-    async def _pass_breaker(self, entry: ProviderEntry, n: int) -> tuple[int, list[SendResult]]:
-        """How many of ``n`` may be sent, and the circuit_open answers for the rest."""
+    async def _pass_breaker(
+        self, entry: ProviderEntry, n: int
+    ) -> tuple[int, list[SendResult], bool]:
+        """How many of ``n`` may be sent, the circuit_open answers for the rest, and whether
+        the circuit was closed with no failure counted (a success need not be recorded)."""
         args = self._breaker_args(entry)
         try:
             status = await self.breaker.allow(
@@ -172,16 +175,16 @@ class Dispatcher:
             )
         except RedisError:
             log.warning("gateway.breaker_unavailable", provider=entry.name)
-            return n, []
+            return n, [], False
         if status.state is BreakerState.closed:
-            return n, []
+            return n, [], status.clean
         allowed = 1 if status.state is BreakerState.half_open else 0
         wait = status.retry_after or args["cooldown"]
         refused = [
             SendResult.transient("circuit_open", "provider circuit is open", retry_after=wait)
             for _ in range(n - allowed)
         ]
-        return allowed, refused
+        return allowed, refused, False
 
     async def _pass_rate_limit(self, entry: ProviderEntry, n: int) -> tuple[int, list[SendResult]]:
         conf = entry.settings
@@ -227,10 +230,17 @@ class Dispatcher:
         finally:
             PROVIDER_CALL_SECONDS.labels(entry.name).observe(time.perf_counter() - started)
 
-    async def _record_breaker(self, entry: ProviderEntry, results: list[SendResult]) -> None:
+    async def _record_breaker(
+        self, entry: ProviderEntry, results: list[SendResult], *, clean: bool
+    ) -> None:
+        """A success resets the failures counted, a chunk of transient failures adds to them;
+        a success after an ``allow`` that found none counted has nothing to reset and costs no
+        round trip (decision 0113)."""
         args = self._breaker_args(entry)
         threshold, cooldown = int(args["threshold"]), args["cooldown"]
         failures = sum(r.outcome is Outcome.transient_error for r in results)
+        if failures < len(results) and clean:
+            return
         try:
             if failures < len(results):
                 await self.breaker.record_success(

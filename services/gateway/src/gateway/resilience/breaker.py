@@ -4,6 +4,12 @@ closed -> open after ``threshold`` consecutive transient failures; open -> half-
 cooldown has passed, where one probe call is let through (others still see ``open``); the
 probe's success closes the circuit, its failure opens it for another cooldown. Permanent
 errors count as success: the provider answered.
+
+``allow`` also answers how many failures are counted. A success after an ``allow`` that found
+the circuit closed with none counted has nothing to reset, and the dispatcher does not record
+it (decision 0113): a call to a healthy provider costs one Redis round trip, not two. Failures
+another process counts between that ``allow`` and the success are then reset by the next
+success that follows an ``allow`` which saw them.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 # KEYS[1]: breaker hash. ARGV[1]: op (peek|allow|success|failure), ARGV[2]: threshold,
-# ARGV[3]: cooldown ms, ARGV[4]: failures to add. Returns {state, ms until a call may be tried}.
+# ARGV[3]: cooldown ms, ARGV[4]: failures to add. Returns {state, ms until a call may be tried,
+# consecutive failures counted}.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -25,30 +32,31 @@ local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
 local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
 if op == 'success' then
   redis.call('DEL', KEYS[1])
-  return {'closed', 0}
+  return {'closed', 0, 0}
 end
 if op == 'failure' then
   local failures = redis.call('HINCRBY', KEYS[1], 'failures', tonumber(ARGV[4]))
   if open_until > 0 or failures >= threshold then
     redis.call('HSET', KEYS[1], 'open_until', now + cooldown)
     redis.call('HDEL', KEYS[1], 'probe_until')
-    return {'open', cooldown}
+    return {'open', cooldown, failures}
   end
-  return {'closed', 0}
+  return {'closed', 0, failures}
 end
+local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
 if open_until == 0 then
-  return {'closed', 0}
+  return {'closed', 0, failures}
 end
 if now < open_until then
-  return {'open', open_until - now}
+  return {'open', open_until - now, failures}
 end
 if now < probe_until then
-  return {'open', probe_until - now}
+  return {'open', probe_until - now, failures}
 end
 if op == 'allow' then
   redis.call('HSET', KEYS[1], 'probe_until', now + cooldown)
 end
-return {'half_open', 0}
+return {'half_open', 0, failures}
 """
 
 
@@ -62,6 +70,12 @@ class BreakerState(enum.StrEnum):
 class BreakerStatus:
     state: BreakerState
     retry_after: float  # seconds
+    failures: int = 0  # consecutive transient failures counted
+
+    @property
+    def clean(self) -> bool:
+        """Closed with no failure counted: a success has nothing to reset."""
+        return self.state is BreakerState.closed and not self.failures
 
 
 class CircuitBreaker:
@@ -74,11 +88,11 @@ class CircuitBreaker:
         self, op: str, provider: str, *, threshold: int, cooldown: float, count: int = 1
     ) -> BreakerStatus:
         key = f"{self._prefix}:breaker:{provider}"
-        state, wait_ms = await self._script(
+        state, wait_ms, failures = await self._script(
             keys=[key], args=[op, threshold, max(1, round(cooldown * 1000)), count]
         )
         raw = state.decode() if isinstance(state, bytes) else str(state)
-        return BreakerStatus(BreakerState(raw), int(wait_ms) / 1000)
+        return BreakerStatus(BreakerState(raw), int(wait_ms) / 1000, int(failures))
 
     async def peek(self, provider: str, *, threshold: int, cooldown: float) -> BreakerStatus:
         """The state without side effects (half_open: a probe would be allowed now)."""
