@@ -152,12 +152,16 @@ class TestSwitches:
         assert result["code"] == "disabled"
 
 
+#: a breaker that opens after 3 consecutive transient failures, for 2 s
+OPENS_AFTER_THREE = pytest.mark.parametrize(
+    "gateway_settings",
+    [{"counting": {"breaker_threshold": 3, "breaker_cooldown_seconds": 2.0}}],
+    indirect=True,
+)
+
+
 class TestCircuitBreaker:
-    @pytest.mark.parametrize(
-        "gateway_settings",
-        [{"counting": {"breaker_threshold": 3, "breaker_cooldown_seconds": 2.0}}],
-        indirect=True,
-    )
+    @OPENS_AFTER_THREE
     async def test_breaker_opens_after_consecutive_transient_failures_and_closes(
         self,
         client: httpx.AsyncClient,
@@ -208,11 +212,7 @@ class TestCircuitBreaker:
             assert (await send(client, writer, f"k{i}", email()))["code"] == "invalid_recipient"
         assert counting.calls == 4
 
-    @pytest.mark.parametrize(
-        "gateway_settings",
-        [{"counting": {"breaker_threshold": 3, "breaker_cooldown_seconds": 2.0}}],
-        indirect=True,
-    )
+    @OPENS_AFTER_THREE
     async def test_a_success_resets_failures_another_process_counted(
         self,
         client: httpx.AsyncClient,
