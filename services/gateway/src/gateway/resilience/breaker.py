@@ -28,8 +28,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local op = ARGV[1]
 local threshold = tonumber(ARGV[2])
 local cooldown = tonumber(ARGV[3])
-local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
-local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
+local state = redis.call('HMGET', KEYS[1], 'open_until', 'probe_until', 'failures')
+local open_until = tonumber(state[1] or '0')
+local probe_until = tonumber(state[2] or '0')
 if op == 'success' then
   redis.call('DEL', KEYS[1])
   return {'closed', 0, 0}
@@ -43,7 +44,7 @@ if op == 'failure' then
   end
   return {'closed', 0, failures}
 end
-local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+local failures = tonumber(state[3] or '0')
 if open_until == 0 then
   return {'closed', 0, failures}
 end
