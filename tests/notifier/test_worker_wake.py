@@ -66,6 +66,10 @@ async def running_worker(
         await eventually(listening)
         yield w
     finally:
+        # jobs the test waited for may still be writing their results: let them end, or the
+        # cancel below reaches them mid-pipeline and arq's close() re-raises their CancelledError
+        if w.tasks:
+            await asyncio.wait(list(w.tasks.values()), timeout=IN_TIME)
         main.cancel()
         await asyncio.gather(main, return_exceptions=True)
         await w.close()
