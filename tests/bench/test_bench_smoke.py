@@ -171,3 +171,53 @@ class TestCommandLine:
         with pytest.raises(SystemExit):
             parse_args(["--latency-rate", "0"])
         assert "--latency-rate must be >= 1" in capsys.readouterr().err
+
+
+class TestScaleOrder:
+    def test_backlogs_alternate_in_pairs(self) -> None:
+        """Each pair is measured side by side, and which backlog goes first alternates, so a
+        drift of the box's speed during the workload does not favour one side."""
+        from bench import scale
+
+        assert scale.order(3) == ["small", "big", "big", "small", "small", "big"]
+        assert scale.order(4).count("small") == scale.order(4).count("big") == 4
+
+
+class TestRssSampler:
+    def test_counts_children_and_lists_them_once_per_period(self) -> None:
+        """A watched process's RSS includes its children's; the children are listed again only
+        after ``children_every`` (each listing reads every process's ``/proc`` entry)."""
+        import subprocess
+        import sys
+
+        import psutil
+
+        from bench.procs import RssSampler
+
+        code = (
+            "import subprocess, sys, time; "
+            "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+            "print(c.pid, flush=True); time.sleep(30)"
+        )
+        parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert parent.stdout is not None
+            child_pid = int(parent.stdout.readline())
+            sampler = RssSampler(children_every=3600)
+            own = psutil.Process(parent.pid).memory_info().rss / 1_048_576
+            child = psutil.Process(child_pid).memory_info().rss / 1_048_576
+            total = sampler.rss_mb(parent.pid)
+            assert total is not None
+            assert total == pytest.approx(own + child, rel=0.2)
+            assert total > own * 1.5
+            listed = sampler._children[parent.pid]
+            sampler.rss_mb(parent.pid)
+            assert sampler._children[parent.pid] is listed  # not listed again
+            sampler.children_every = 0.0
+            sampler.rss_mb(parent.pid)
+            assert sampler._children[parent.pid] is not listed
+        finally:
+            for proc in psutil.Process(parent.pid).children(recursive=True):
+                proc.kill()
+            parent.kill()
+            parent.wait()
