@@ -236,13 +236,14 @@ class Dispatcher:
         """A success resets the failures counted, a chunk of transient failures adds to them;
         a success after an ``allow`` that found none counted has nothing to reset and costs no
         round trip (decision 0113)."""
+        failures = sum(r.outcome is Outcome.transient_error for r in results)
+        succeeded = failures < len(results)
+        if succeeded and clean:
+            return
         args = self._breaker_args(entry)
         threshold, cooldown = int(args["threshold"]), args["cooldown"]
-        failures = sum(r.outcome is Outcome.transient_error for r in results)
-        if failures < len(results) and clean:
-            return
         try:
-            if failures < len(results):
+            if succeeded:
                 await self.breaker.record_success(
                     entry.name, threshold=threshold, cooldown=cooldown
                 )
